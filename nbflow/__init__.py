@@ -1,0 +1,24 @@
+"""nbflow: workflow orchestration for people who live in Jupyter.
+
+`from nbflow import flow, task` and every call is a tracked run in an embedded
+DuckDB store under NBFLOW_HOME, with retries, timeouts, caching and task runners.
+"""
+
+from nbflow._version import __version__
+from nbflow.api import flow_run, flows, flush, logs, runs, sql, task_runs
+from nbflow.engine.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+from nbflow.engine.dask_runner import DaskTaskRunner
+from nbflow.engine.flows import Flow, flow
+from nbflow.engine.futures import as_completed, unmapped, wait
+from nbflow.engine.retries import exponential_backoff
+from nbflow.engine.run_logging import get_run_logger
+from nbflow.engine.states import State
+from nbflow.engine.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from nbflow.engine.tasks import Task, task
+
+__all__ = [
+    "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner", "State",
+    "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "exponential_backoff", "flow",
+    "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task", "task_runs",
+    "unmapped", "wait",
+]

@@ -1,0 +1,1 @@
+"""The engine: flows, tasks, states, futures, task runners, retries, timeouts, caching."""

@@ -1,0 +1,63 @@
+"""What the code running inside a flow or task can see: the run it belongs to."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import NbflowError
+
+if TYPE_CHECKING:
+    from nbflow.engine.models import FlowRun, TaskRun
+
+
+class FlowRunContext:
+    """The flow run being executed, with what its tasks share."""
+
+    __slots__ = ("flow", "flow_run", "task_runner", "futures", "results", "log_prints",
+                 "parent", "is_async", "_own_runner")
+
+    def __init__(self, flow: Any, flow_run: "FlowRun", *, task_runner: Any, log_prints: bool,
+                 parent: "FlowRunContext | None", is_async: bool) -> None:
+        self.flow = flow
+        self.flow_run = flow_run
+        #: the runner .submit()/.map() use; started on first use.
+        self.task_runner = task_runner
+        #: futures submitted in this run; waited for before the flow finishes.
+        self.futures: list = []
+        #: id(result) -> (result, task_run_id): recognises task results passed on to other tasks.
+        self.results: dict[int, tuple[Any, str]] = {}
+        self.log_prints = log_prints
+        self.parent = parent
+        self.is_async = is_async
+        self._own_runner = False
+
+    @property
+    def flow_run_id(self) -> str:
+        return self.flow_run.id
+
+
+class TaskRunContext:
+    """The task run being executed: passed to cache_key_fn and cache policies."""
+
+    __slots__ = ("task", "task_run", "flow_run_id", "parameters", "log_prints")
+
+    def __init__(self, task: Any, task_run: "TaskRun", parameters: dict[str, Any],
+                 log_prints: bool) -> None:
+        self.task = task
+        self.task_run = task_run
+        self.flow_run_id = task_run.flow_run_id
+        self.parameters = parameters
+        self.log_prints = log_prints
+
+
+flow_run_context: ContextVar[FlowRunContext | None] = ContextVar("nbflow_flow_run", default=None)
+task_run_context: ContextVar[TaskRunContext | None] = ContextVar("nbflow_task_run", default=None)
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext:
+    """The innermost run context: the task run if inside one, else the flow run."""
+    ctx = task_run_context.get() or flow_run_context.get()
+    if ctx is None:
+        raise NbflowError("No run context: get_run_context() works only inside a flow or task run.")
+    return ctx

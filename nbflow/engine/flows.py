@@ -1,0 +1,145 @@
+"""@flow: a function whose calls are tracked flow runs that group their task runs."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from typing import Any, Callable, Iterable
+
+from nbflow.engine.calls import call_sync, run_coro_sync
+from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context
+from nbflow.engine.driver import drive_async, drive_sync
+from nbflow.engine.flow_engine import flow_run_steps
+from nbflow.engine.models import FlowRun
+from nbflow.engine.options import check_hooks, check_tags, check_timeout
+from nbflow.engine.parameters import bind_parameters, type_hints, validate
+from nbflow.engine.retries import check_retry_options
+from nbflow.engine.task_runners import TaskRunner
+from nbflow.engine.transitions import enter_flow_state
+from nbflow.errors import ParameterTypeError, TaskDefinitionError
+
+
+class Flow:
+    """A function whose calls are recorded as flow runs; tasks called inside belong to them."""
+
+    def __init__(self, fn: Callable, *, name: str | None = None, version: str | None = None,
+                 description: str | None = None, retries: int = 0, retry_delay_seconds: Any = None,
+                 timeout_seconds: float | None = None, task_runner: TaskRunner | None = None,
+                 log_prints: bool = False, validate_parameters: bool = True,
+                 tags: Iterable[str] | None = None, on_completion: list[Callable] | None = None,
+                 on_failure: list[Callable] | None = None, on_crashed: list[Callable] | None = None) -> None:
+        if not callable(fn):
+            raise TaskDefinitionError(f"@flow needs a function; got {type(fn).__name__} {fn!r}.")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
+        owner = f"@flow {self.name!r}"
+        self.version = version
+        self.description = description or inspect.getdoc(fn)
+        self.retries = retries
+        self.retry_delays = check_retry_options(owner, retries, retry_delay_seconds, None)
+        self.timeout_seconds = check_timeout(owner, timeout_seconds)
+        if task_runner is not None and not isinstance(task_runner, TaskRunner):
+            if isinstance(task_runner, type) and issubclass(task_runner, TaskRunner):
+                task_runner = task_runner()
+            else:
+                raise TaskDefinitionError(
+                    f"{owner}: task_runner must be a task runner such as ThreadPoolTaskRunner(8); "
+                    f"got {task_runner!r}.")
+        self.task_runner = task_runner
+        self.log_prints = bool(log_prints)
+        self.validate_parameters = bool(validate_parameters)
+        self.tags = check_tags(owner, tags)
+        self.on_completion = check_hooks(owner, "on_completion", on_completion)
+        self.on_failure = check_hooks(owner, "on_failure", on_failure)
+        self.on_crashed = check_hooks(owner, "on_crashed", on_crashed)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self._hints: dict[str, Any] | None = None
+        self._options = dict(
+            name=name, version=version, description=description, retries=retries,
+            retry_delay_seconds=retry_delay_seconds, timeout_seconds=timeout_seconds,
+            task_runner=task_runner, log_prints=log_prints, validate_parameters=validate_parameters,
+            tags=tags, on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__wrapped__ = fn
+
+    def with_options(self, **options: Any) -> "Flow":
+        """A copy of this flow with some options changed."""
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TaskDefinitionError(
+                f"with_options() got unknown option(s) {sorted(unknown)}; valid: {sorted(self._options)}.")
+        return Flow(self.fn, **{**self._options, **options})
+
+    def validate(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+        """Bind and (unless validate_parameters=False) type-check a call's parameters."""
+        owner = f"Flow '{self.name}'"
+        bound = bind_parameters(owner, self.fn, self.signature, args, kwargs)
+        if self.validate_parameters:
+            if self._hints is None:
+                self._hints = type_hints(self.fn)
+            validate(owner, self._hints, bound)
+        return bound
+
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the flow and return its result (or its final state with return_state=True).
+
+        An async flow returns a coroutine to await, except when called inside a sync flow
+        or task, where it runs to completion.
+        """
+        parent = flow_run_context.get()
+        if self.is_async:
+            coro = self._run_async(parent, args, kwargs, return_state)
+            if parent is not None and not parent.is_async:
+                return run_coro_sync(coro)
+            return coro
+        run, ctx, bound = self._start(parent, args, kwargs, is_async=False)
+        if bound is None:
+            return self._outcome(run.state, return_state)
+        state = drive_sync(flow_run_steps(self, run, bound.args, bound.kwargs, ctx, call_sync))
+        return self._outcome(state, return_state)
+
+    async def _run_async(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
+                         return_state: bool) -> Any:
+        run, ctx, bound = self._start(parent, args, kwargs, is_async=True)
+        if bound is None:
+            return self._outcome(run.state, return_state)
+        state = await drive_async(flow_run_steps(self, run, bound.args, bound.kwargs, ctx, call_sync))
+        return self._outcome(state, return_state)
+
+    def _start(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
+               is_async: bool) -> tuple[FlowRun, FlowRunContext, inspect.BoundArguments | None]:
+        task_ctx = task_run_context.get()
+        run = FlowRun(uuid.uuid4().hex, self.name, parameters={}, flow_version=self.version,
+                      parent_flow_run_id=parent.flow_run.id if parent else None,
+                      parent_task_run_id=task_ctx.task_run.id if task_ctx else None,
+                      tags=self.tags, created=time.time())
+        ctx = FlowRunContext(self, run, task_runner=None, log_prints=self.log_prints, parent=parent,
+                             is_async=is_async)
+        try:
+            bound = self.validate(args, kwargs)
+        except ParameterTypeError as exc:
+            run.parameters = {k: v for k, v in kwargs.items()}
+            enter_flow_state(run, "Pending")
+            enter_flow_state(run, "Running")
+            enter_flow_state(run, "Failed", str(exc), exception=exc)
+            return run, ctx, None
+        run.parameters = dict(bound.arguments)
+        enter_flow_state(run, "Pending")
+        return run, ctx, bound
+
+    @staticmethod
+    def _outcome(state: Any, return_state: bool) -> Any:
+        return state if return_state else state.result()
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+
+def flow(__fn: Callable | None = None, **options: Any) -> Any:
+    """Decorate a function as a flow: `@flow` or `@flow(name=..., retries=..., ...)`."""
+    if __fn is not None:
+        return Flow(__fn, **options)
+    return lambda fn: Flow(fn, **options)

@@ -1,0 +1,156 @@
+"""Futures of submitted task runs, and how futures and results passed to tasks become edges."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from nbflow.engine.states import State
+
+
+class TaskRunFuture:
+    """A task run started with `.submit()` or `.map()`; its result arrives later."""
+
+    __slots__ = ("task_run", "_future")
+
+    def __init__(self, task_run: Any, future: concurrent.futures.Future) -> None:
+        self.task_run = task_run
+        self._future = future  # resolves to the run's final State; never raises
+
+    @property
+    def task_run_id(self) -> str:
+        return self.task_run.id
+
+    @property
+    def state(self) -> State:
+        """The run's current state (its final state once done)."""
+        if self._future.done():
+            return self._future.result()
+        return self.task_run.state
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the run finishes or `timeout` seconds pass."""
+        concurrent.futures.wait([self._future], timeout=timeout)
+
+    def final_state(self, timeout: float | None = None) -> State:
+        try:
+            return self._future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(
+                f"Task run {self.task_run.task_name!r} ({self.task_run.id}) did not finish within "
+                f"{timeout} s; it is still {self.task_run.state.name}."
+            ) from None
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """The task's return value; raises its exception if it failed (unless told not to)."""
+        return self.final_state(timeout).result(raise_on_failure=raise_on_failure)
+
+    def add_done_callback(self, fn: Any) -> None:
+        """Call `fn(future)` when the run finishes."""
+        self._future.add_done_callback(lambda _: fn(self))
+
+    def __repr__(self) -> str:
+        return f"TaskRunFuture({self.task_run.task_name!r}, state={self.state!r})"
+
+
+class FutureList(list):
+    """The futures `.map()` returns, with `.result()` and `.wait()` over all of them."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        wait(self, timeout=timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]:
+        return [f.result(timeout=timeout, raise_on_failure=raise_on_failure) for f in self]
+
+
+class DoneAndNotDoneFutures(NamedTuple):
+    done: set
+    not_done: set
+
+
+def wait(futures: Iterable[TaskRunFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
+    """Wait for futures to finish; return which are done and which are not (after `timeout`)."""
+    by_inner = {f._future: f for f in futures}
+    done, not_done = concurrent.futures.wait(list(by_inner), timeout=timeout)
+    return DoneAndNotDoneFutures({by_inner[f] for f in done}, {by_inner[f] for f in not_done})
+
+
+def as_completed(futures: Iterable[TaskRunFuture], timeout: float | None = None) -> Iterator[TaskRunFuture]:
+    """Yield futures as their runs finish."""
+    by_inner = {f._future: f for f in futures}
+    for inner in concurrent.futures.as_completed(list(by_inner), timeout=timeout):
+        yield by_inner[inner]
+
+
+class unmapped:  # noqa: N801 - Prefect's name
+    """Marks an argument of `.map()` to be passed whole to every call, not iterated."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
+
+
+class Inputs:
+    """A task call's arguments with futures replaced by their results, and the edges found."""
+
+    __slots__ = ("args", "kwargs", "upstream", "not_completed")
+
+    def __init__(self) -> None:
+        self.upstream: list[str] = []
+        #: (task_run, state) of upstream runs that did not complete.
+        self.not_completed: list[tuple[Any, State]] = []
+
+
+def resolve_inputs(args: tuple, kwargs: dict, results: dict[int, tuple[Any, str]] | None,
+                   wait_for: Iterable[Any] | None = None) -> Inputs:
+    """Wait for futures among the arguments, substitute their results, collect upstream ids."""
+    found = Inputs()
+    found.args = tuple(_resolve(a, found, results) for a in args) if args else args
+    found.kwargs = {k: _resolve(v, found, results) for k, v in kwargs.items()} if kwargs else kwargs
+    for item in wait_for or ():
+        if isinstance(item, TaskRunFuture):
+            _upstream_state(item, found)
+    return found
+
+
+def _upstream_state(future: TaskRunFuture, found: Inputs) -> State:
+    state = future.final_state()
+    found.upstream.append(future.task_run.id)
+    if not state.is_completed():
+        found.not_completed.append((future.task_run, state))
+    return state
+
+
+def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, str]] | None) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        if results and kind is not bool and value is not None:
+            _edge_from_result(value, found, results)
+        return value
+    if kind is TaskRunFuture:
+        state = _upstream_state(value, found)
+        return state.result(raise_on_failure=False) if state.is_completed() else None
+    if results:
+        _edge_from_result(value, found, results)
+    if kind is list or kind is tuple or kind is set or kind is frozenset:
+        if any(type(v) not in _SCALARS for v in value):
+            return kind(_resolve(v, found, results) for v in value)
+        return value
+    if kind is dict:
+        if any(type(v) not in _SCALARS for v in value.values()):
+            return {k: _resolve(v, found, results) for k, v in value.items()}
+        return value
+    return value
+
+
+def _edge_from_result(value: Any, found: Inputs, results: dict[int, tuple[Any, str]]) -> None:
+    hit = results.get(id(value))
+    if hit is not None and hit[0] is value:
+        found.upstream.append(hit[1])

@@ -1,0 +1,271 @@
+"""@task: a function whose calls become tracked task runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterable
+
+from nbflow.engine.cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy
+from nbflow.engine.calls import call_sync
+from nbflow.engine.context import FlowRunContext, flow_run_context
+from nbflow.engine.driver import drive_async, drive_sync
+from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, unmapped
+from nbflow.engine.models import TaskRun
+from nbflow.engine.options import check_callable, check_hooks, check_tags, check_timeout
+from nbflow.engine.retries import check_retry_options
+from nbflow.engine.states import State
+from nbflow.engine.task_engine import task_run_steps
+from nbflow.engine.task_runners import TaskRunner, ThreadPoolTaskRunner
+from nbflow.engine.transitions import enter_task_state
+from nbflow.errors import TaskDefinitionError
+
+_runner_lock = threading.Lock()
+_default_runner: TaskRunner | None = None
+
+
+class Task:
+    """A function whose calls are recorded as task runs, with retries, timeouts and caching."""
+
+    def __init__(self, fn: Callable, *, name: str | None = None, description: str | None = None,
+                 tags: Iterable[str] | None = None, version: str | None = None, retries: int = 0,
+                 retry_delay_seconds: Any = None, retry_jitter_factor: float | None = None,
+                 retry_condition_fn: Callable | None = None, timeout_seconds: float | None = None,
+                 cache_key_fn: Callable | None = None, cache_expiration: dt.timedelta | None = None,
+                 cache_policy: CachePolicy | None = None, refresh_cache: bool = False,
+                 persist_result: bool | None = None, log_prints: bool | None = None,
+                 on_completion: list[Callable] | None = None,
+                 on_failure: list[Callable] | None = None) -> None:
+        if not callable(fn):
+            raise TaskDefinitionError(f"@task needs a function; got {type(fn).__name__} {fn!r}.")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        owner = f"@task {self.name!r}"
+        self.description = description or inspect.getdoc(fn)
+        self.tags = check_tags(owner, tags)
+        self.version = version
+        self.retries = retries
+        self.retry_delays = check_retry_options(owner, retries, retry_delay_seconds, retry_jitter_factor)
+        self.retry_jitter_factor = retry_jitter_factor
+        check_callable(owner, "retry_condition_fn", retry_condition_fn)
+        self.retry_condition_fn = retry_condition_fn
+        self.timeout_seconds = check_timeout(owner, timeout_seconds)
+        check_callable(owner, "cache_key_fn", cache_key_fn)
+        if cache_expiration is not None and not isinstance(cache_expiration, dt.timedelta):
+            raise TaskDefinitionError(
+                f"{owner}: cache_expiration must be a datetime.timedelta; got {cache_expiration!r}.")
+        if cache_policy is not None and not isinstance(cache_policy, CachePolicy):
+            raise TaskDefinitionError(
+                f"{owner}: cache_policy must be a cache policy such as INPUTS, TASK_SOURCE or "
+                f"INPUTS + TASK_SOURCE; got {cache_policy!r}.")
+        self.cache_key_fn = cache_key_fn
+        self.cache_expiration = cache_expiration
+        self.cache_policy = _effective_policy(cache_key_fn, cache_policy)
+        self.refresh_cache = bool(refresh_cache)
+        self.persist_result = persist_result
+        self.log_prints = log_prints
+        self.on_completion = check_hooks(owner, "on_completion", on_completion)
+        self.on_failure = check_hooks(owner, "on_failure", on_failure)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
+        self._signature: inspect.Signature | None = None
+        self._options = dict(
+            name=name, description=description, tags=tags, version=version, retries=retries,
+            retry_delay_seconds=retry_delay_seconds, retry_jitter_factor=retry_jitter_factor,
+            retry_condition_fn=retry_condition_fn, timeout_seconds=timeout_seconds,
+            cache_key_fn=cache_key_fn, cache_expiration=cache_expiration, cache_policy=cache_policy,
+            refresh_cache=refresh_cache, persist_result=persist_result, log_prints=log_prints,
+            on_completion=on_completion, on_failure=on_failure)
+        self.__doc__ = fn.__doc__
+        self.__name__ = self.name
+        self.__wrapped__ = fn
+
+    # -- definition -------------------------------------------------------------------------
+
+    def with_options(self, **options: Any) -> "Task":
+        """A copy of this task with some options changed."""
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TaskDefinitionError(
+                f"with_options() got unknown option(s) {sorted(unknown)}; valid: {sorted(self._options)}.")
+        return Task(self.fn, **{**self._options, **options})
+
+    def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
+        """The call's arguments by parameter name, defaults filled in."""
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
+
+    def on_completion_hook(self, fn: Callable) -> Callable:
+        self.on_completion.append(fn)
+        return fn
+
+    def on_failure_hook(self, fn: Callable) -> Callable:
+        self.on_failure.append(fn)
+        return fn
+
+    # -- running ----------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+                 **kwargs: Any) -> Any:
+        """Run the task now and return its result (or its final state with return_state=True)."""
+        flow_ctx = flow_run_context.get()
+        if self.is_async and (flow_ctx is None or flow_ctx.is_async):
+            return self._call_async(flow_ctx, args, kwargs, return_state, wait_for)
+        run = self._new_run(flow_ctx)
+        inputs = resolve_inputs(args, kwargs, flow_ctx.results if flow_ctx else None, wait_for)
+        run.upstream = inputs.upstream
+        state = drive_sync(task_run_steps(self, run, inputs, flow_ctx, call_sync))
+        return state if return_state else state.result()
+
+    async def _call_async(self, flow_ctx: FlowRunContext | None, args: tuple, kwargs: dict,
+                          return_state: bool, wait_for: Iterable[Any] | None) -> Any:
+        run = self._new_run(flow_ctx)
+        inputs = resolve_inputs(args, kwargs, flow_ctx.results if flow_ctx else None, wait_for)
+        run.upstream = inputs.upstream
+        state = await drive_async(task_run_steps(self, run, inputs, flow_ctx, call_sync))
+        return state if return_state else state.result()
+
+    def submit(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> TaskRunFuture:
+        """Start a task run on the flow's task runner; return its future at once."""
+        flow_ctx = flow_run_context.get()
+        return self._submit(flow_ctx, _runner_for(flow_ctx), args, kwargs, wait_for, None)
+
+    def map(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> FutureList:
+        """Submit one task run per element of the iterable arguments; `unmapped(x)` is passed whole."""
+        flow_ctx = flow_run_context.get()
+        runner = _runner_for(flow_ctx)
+        calls = _mapped_calls(self, args, kwargs)
+        return FutureList(self._submit(flow_ctx, runner, a, k, wait_for, i) for i, (a, k) in enumerate(calls))
+
+    def _submit(self, flow_ctx: FlowRunContext | None, runner: TaskRunner, args: tuple, kwargs: dict,
+                wait_for: Iterable[Any] | None, dynamic_key: int | None) -> TaskRunFuture:
+        run = self._new_run(flow_ctx, dynamic_key)
+        results = flow_ctx.results if flow_ctx else None
+        wait_for = list(wait_for) if wait_for is not None else None
+
+        def drive() -> State:
+            try:
+                inputs = resolve_inputs(args, kwargs, results, wait_for)
+                run.upstream = inputs.upstream
+                return drive_sync(task_run_steps(self, run, inputs, flow_ctx, runner.call))
+            except BaseException as exc:  # noqa: BLE001 - a future must always end in a state
+                return _crashed(run, exc)
+
+        future = TaskRunFuture(run, runner.submit(drive))
+        if flow_ctx is not None:
+            flow_ctx.futures.append(future)
+        return future
+
+    def _new_run(self, flow_ctx: FlowRunContext | None, dynamic_key: int | None = None) -> TaskRun:
+        run = TaskRun(uuid.uuid4().hex, flow_ctx.flow_run.id if flow_ctx else None, self.name,
+                      self.task_key, dynamic_key=dynamic_key, tags=self.tags, created=time.time())
+        enter_task_state(run, "Pending")
+        return run
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r})"
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        # Tasks defined as methods bind like functions.
+        if instance is None:
+            return self
+        return _BoundTask(self, instance)
+
+
+class _BoundTask:
+    __slots__ = ("task", "instance")
+
+    def __init__(self, task: Task, instance: Any) -> None:
+        self.task = task
+        self.instance = instance
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.task(self.instance, *args, **kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> TaskRunFuture:
+        return self.task.submit(self.instance, *args, **kwargs)
+
+    def map(self, *args: Any, **kwargs: Any) -> FutureList:
+        return self.task.map(unmapped(self.instance), *args, **kwargs)
+
+
+def _effective_policy(cache_key_fn: Callable | None, cache_policy: CachePolicy | None) -> CachePolicy | None:
+    """Caching is opt-in: a cache_key_fn or a cache_policy other than NO_CACHE turns it on."""
+    if cache_key_fn is not None:
+        return CacheKeyFnPolicy(cache_key_fn)
+    if cache_policy is None or cache_policy is NO_CACHE:
+        return None
+    return cache_policy
+
+
+def _crashed(run: TaskRun, exc: BaseException) -> State:
+    run.error = f"{type(exc).__name__}: {exc}"
+    if run.state is not None and run.state.is_final():
+        return run.state
+    return enter_task_state(run, "Crashed", f"nbflow could not run the task: {run.error}", exception=exc)
+
+
+def _runner_for(flow_ctx: FlowRunContext | None) -> TaskRunner:
+    global _default_runner
+    if flow_ctx is not None and flow_ctx.task_runner is not None:
+        return flow_ctx.task_runner
+    with _runner_lock:
+        if flow_ctx is not None:
+            if flow_ctx.task_runner is None:
+                template = flow_ctx.flow.task_runner or ThreadPoolTaskRunner()
+                flow_ctx.task_runner = template.duplicate().start()
+                flow_ctx._own_runner = True
+            return flow_ctx.task_runner
+        if _default_runner is None:
+            _default_runner = ThreadPoolTaskRunner().start()
+        return _default_runner
+
+
+def _is_mappable(value: Any) -> bool:
+    if isinstance(value, (str, bytes, bytearray, dict, unmapped)):
+        return False
+    return hasattr(value, "__iter__")
+
+
+def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, dict]]:
+    """Split .map() arguments into one (args, kwargs) per element; check lengths agree."""
+    if task._signature is None:
+        task._signature = inspect.signature(task.fn)
+    try:
+        bound = task._signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{task.name}.map(): {exc}") from None
+    arguments = dict(bound.arguments)
+    for name, value in arguments.items():
+        if isinstance(value, TaskRunFuture):
+            arguments[name] = value.result()
+    mapped = {n: list(v) for n, v in arguments.items() if _is_mappable(v)}
+    if not mapped:
+        raise TypeError(
+            f"{task.name}.map() needs at least one iterable argument to map over; got "
+            f"{sorted(arguments)}. Call {task.name}.submit() for a single run.")
+    lengths = {n: len(v) for n, v in mapped.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(
+            f"{task.name}.map(): the iterables have different lengths {lengths}; make them equal, "
+            "or wrap arguments that should be passed whole in unmapped(...).")
+    static = {n: (v.value if isinstance(v, unmapped) else v) for n, v in arguments.items() if n not in mapped}
+    count = next(iter(lengths.values()))
+    calls = []
+    for i in range(count):
+        call_args = {**static, **{n: v[i] for n, v in mapped.items()}}
+        calls.append(((), call_args))
+    return calls
+
+
+def task(__fn: Callable | None = None, **options: Any) -> Any:
+    """Decorate a function as a task: `@task` or `@task(retries=3, ...)`."""
+    if __fn is not None:
+        return Task(__fn, **options)
+    return lambda fn: Task(fn, **options)

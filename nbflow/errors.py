@@ -1,0 +1,79 @@
+"""Exceptions nbflow raises on purpose: each says what happened and how to fix it."""
+
+from __future__ import annotations
+
+
+class NbflowError(Exception):
+    """Base class of every error nbflow raises on purpose."""
+
+
+class TaskDefinitionError(NbflowError, ValueError):
+    """A @task or @flow was declared with an invalid option."""
+
+
+class ParameterTypeError(NbflowError, TypeError):
+    """A flow was called with parameters that do not match its signature or type hints."""
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class FingerprintError(NbflowError, TypeError):
+    """A value cannot be fingerprinted, so no cache key can be computed from it."""
+
+
+class SerializationError(NbflowError, TypeError):
+    """A result cannot be serialized for persistence or caching."""
+
+
+class ResultIntegrityError(NbflowError):
+    """A stored result failed its signature or checksum check and was not loaded."""
+
+
+class StoreError(NbflowError):
+    """The run store could not be opened, read or written."""
+
+
+class StoreLockedError(StoreError):
+    """Another process held the store longer than the lock timeout."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class StoreCorruptedError(StoreError):
+    """The store file is damaged or is not a DuckDB database."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class SchemaVersionError(StoreError):
+    """The store was written by a newer nbflow than this one."""
+
+
+class UnknownRunError(NbflowError, LookupError):
+    """No flow run or task run has the given id."""
+
+
+class MissingResultError(NbflowError):
+    """A state has no result to return (it was not persisted, or the run did not complete)."""
+
+
+class TimedOutError(NbflowError, TimeoutError):
+    """A task or flow run exceeded its timeout_seconds."""
+
+
+class CancelledRunError(NbflowError):
+    """The run was cancelled."""
+
+
+class CrashedRunError(NbflowError):
+    """The run's process or infrastructure broke (not the user's code)."""
+
+
+class UpstreamFailedError(NbflowError):
+    """A task could not start because a future it waits for did not complete."""

@@ -1,0 +1,219 @@
+"""The run-event buffer: the engine appends, a background writer flushes in batches.
+
+Recording a state change is a few list appends; no task ever waits on the
+database. One writer thread per process wakes every `settings.flush_interval()`
+seconds (or sooner when the buffer grows), turns the runs that changed into rows
+and writes them in one transaction. At interpreter exit the rest is flushed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from nbflow import settings
+from nbflow.errors import StoreError
+from nbflow.store.records import Batch
+
+logger = logging.getLogger("nbflow.store")
+
+#: rows buffered before the writer is woken early instead of at its next tick.
+EARLY_FLUSH_ROWS = 20_000
+
+_HOST = socket.gethostname()
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_describe, separators=(",", ":"))
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"<{type(value).__name__} shape={tuple(shape)}>"
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _process_start() -> float | None:
+    from nbflow.store.liveness import process_start_time
+
+    return process_start_time(os.getpid())
+
+
+class Recorder:
+    """Collects run snapshots, state history and logs until the writer takes them."""
+
+    def __init__(self, write: Callable[[Batch], None] | None = None) -> None:
+        self._write = write
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._process_start: float | None = None
+        self._flow_runs: list = []
+        self._task_runs: list = []
+        self._states: list[tuple] = []
+        self._logs: list[tuple] = []
+        self._cache: list[tuple] = []
+        self._pending = Batch()  # drained but not yet written (the last write failed)
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_error: str | None = None
+
+    # -- hot path ---------------------------------------------------------------------------
+
+    def flow_run_state(self, run: Any) -> None:
+        """Record that a flow run entered `run.state`."""
+        state = run.state
+        self._flow_runs.append(run)
+        self._states.append((run.id, len(run.history), "flow", state.name, state.type.value,
+                             state.message, state.timestamp))
+        if self._thread is None:
+            self._start()
+
+    def task_run_state(self, run: Any) -> None:
+        """Record that a task run entered `run.state`."""
+        state = run.state
+        self._task_runs.append(run)
+        states = self._states
+        states.append((run.id, len(run.history), "task", state.name, state.type.value,
+                       state.message, state.timestamp))
+        if self._thread is None:
+            self._start()
+        elif len(states) > EARLY_FLUSH_ROWS:
+            self._wake.set()
+
+    def log(self, run: Any, flow_run_id: str | None, task_run_id: str | None, level: int,
+            logger_name: str, message: str, timestamp: float) -> None:
+        """Record one log line of a flow run (task_run_id None) or a task run."""
+        run.log_seq += 1
+        self._logs.append((run.id, run.log_seq, flow_run_id, task_run_id, level,
+                           logging.getLevelName(level), logger_name, message, timestamp))
+        if self._thread is None:
+            self._start()
+
+    def cache_entry(self, cache_key: str, task_name: str, task_run_id: str, result_format: str,
+                    result_path: str, created: float, expires: float | None) -> None:
+        """Mirror a cache index entry into the store so it can be queried with SQL."""
+        self._cache.append((cache_key, task_name, task_run_id, result_format, result_path,
+                            created, expires))
+
+    def flush_soon(self) -> None:
+        """Ask the writer to flush now rather than at its next tick (does not wait)."""
+        if self._thread is not None:
+            self._wake.set()
+
+    # -- writer -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if os.getpid() != self._pid:  # forked: the parent's rows and thread are not ours
+            self._reset()
+        with self._flush_lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._loop, name="nbflow-writer", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(settings.flush_interval())
+            self._wake.clear()
+            try:
+                self.flush()
+            except StoreError as exc:
+                message = str(exc)
+                if message != self._last_error:
+                    logger.warning("nbflow could not save run records yet (will retry): %s", message)
+                    self._last_error = message
+            except Exception:  # never let the writer die: the next tick retries
+                logger.exception("nbflow's run-record writer failed; it will retry")
+
+    def drain(self) -> Batch:
+        """Take everything buffered so far as rows (runs deduplicated, latest snapshot)."""
+        if self._process_start is None:
+            self._process_start = _process_start() or 0.0
+        flow_runs, self._flow_runs = self._flow_runs, []
+        task_runs, self._task_runs = self._task_runs, []
+        states, self._states = self._states, []
+        logs, self._logs = self._logs, []
+        cache, self._cache = self._cache, []
+        now = time.time()
+        pid, start = self._pid, self._process_start
+        batch = Batch(state_history=states, logs=logs, cache_entries=cache)
+        batch.flow_runs = [_flow_run_row(r, now, pid, start) for r in {id(r): r for r in flow_runs}.values()]
+        batch.task_runs = [_task_run_row(r, now) for r in {id(r): r for r in task_runs}.values()]
+        return batch
+
+    def flush(self, write: Callable[[Batch], None] | None = None) -> int:
+        """Write everything buffered now; on failure keep it for the next try and raise."""
+        with self._flush_lock:
+            batch = self._pending
+            batch.extend(self.drain())
+            self._pending = Batch()
+            if not len(batch):
+                return 0
+            try:
+                (write or self._write or _default_write)(batch)
+            except BaseException:
+                batch.extend(self._pending)
+                self._pending = batch
+                raise
+            self._last_error = None
+            return len(batch)
+
+    def flush_quietly(self) -> None:
+        """Flush, logging instead of raising on failure (used when switching homes)."""
+        try:
+            self.flush()
+        except StoreError as exc:
+            logger.warning("nbflow could not save run records: %s", exc)
+
+    def at_exit(self) -> None:
+        """Flush what is left when the interpreter exits; say clearly if that fails."""
+        if os.getpid() != self._pid:
+            return
+        try:
+            self.flush()
+        except Exception as exc:  # the process is ending: report, do not raise
+            lost = len(self._pending)
+            print(f"nbflow: {lost} run records could not be saved: {exc}", file=__import__("sys").stderr)
+
+
+def _flow_run_row(r: Any, now: float, pid: int, process_start: float) -> tuple:
+    s = r.state
+    duration = (r.end_time - r.start_time) if r.end_time and r.start_time else None
+    return (r.id, r.flow_name, r.name, r.flow_version, s.name, s.type.value, s.message,
+            _json(r.parameters), r.parent_flow_run_id, r.parent_task_run_id, r.deployment_id,
+            _json(list(r.tags)), r.run_count, r.scheduled_time, r.start_time, r.end_time, duration,
+            _HOST, pid, process_start, r.created, now, r.output_notebook)
+
+
+def _task_run_row(r: Any, now: float) -> tuple:
+    s = r.state
+    duration = (r.end_time - r.start_time) if r.end_time and r.start_time else None
+    return (r.id, r.flow_run_id, r.task_name, r.task_key, r.dynamic_key, s.name, s.type.value,
+            s.message, r.error, _json(r.upstream), _json(list(r.tags)), r.run_count, r.cache_key,
+            r.cache_expiration, r.result_format, r.result_path, r.start_time, r.end_time, duration,
+            r.created, now)
+
+
+def _default_write(batch: Batch) -> None:
+    from nbflow.store.backend import current_store
+
+    current_store().write(batch)
+
+
+#: The process-wide recorder the engine writes to.
+recorder = Recorder()
+# Flush at the start of interpreter shutdown, while imports still work (pandas/pyarrow may
+# load for the first time here); concurrent.futures uses the same hook.
+_register = getattr(threading, "_register_atexit", atexit.register)
+_register(recorder.at_exit)

@@ -1,0 +1,435 @@
+"""The embedded run store: a DuckDB file that processes take turns to open.
+
+DuckDB lets one process at a time open a file, so every operation opens the file,
+does its work in one transaction and closes it again, retrying with bounded
+back-off while another process holds it. Every open also marks the runs of
+processes that died on this host as Crashed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import logging
+import os
+import random
+import re
+import socket
+import threading
+import time
+from operator import itemgetter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from nbflow.errors import StoreCorruptedError, StoreError, StoreLockedError
+from nbflow.store import records, schema
+from nbflow.store.liveness import is_process_alive
+
+if TYPE_CHECKING:
+    import pandas
+
+logger = logging.getLogger("nbflow.store")
+
+#: a non-DuckDB file must not make DuckDB download an extension to read it.
+DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+BACKOFF_START_S = 0.005
+BACKOFF_CAP_S = 0.2
+
+_LOCK_CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+#: phrases of DuckDB errors that mean the file is damaged (a checksum fails when a block is read).
+_CORRUPTION = ("checksum", "corrupt", "not a valid duckdb database", "invalid block")
+_HOST = socket.gethostname()
+
+#: tables upserted by key (the latest snapshot wins); the others are append-only.
+_UPSERT = {"flow_runs", "task_runs", "cache_entries"}
+
+_path_locks: dict[str, threading.Lock] = {}
+_path_locks_guard = threading.Lock()
+#: (pid, process_start) of processes found dead; only "dead" is final, a live one may die later.
+_dead_processes: set[tuple[int, float]] = set()
+
+
+def _forget_locks() -> None:
+    # A forked child must not inherit a lock that a thread of its parent held.
+    global _path_locks_guard
+    _path_locks.clear()
+    _path_locks_guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks)
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    key = os.path.abspath(path)
+    with _path_locks_guard:
+        lock = _path_locks.get(key)
+        if lock is None:
+            lock = _path_locks[key] = threading.Lock()
+        return lock
+
+
+def _timestamp(epoch: float) -> dt.datetime:
+    """Naive UTC datetime for a TIMESTAMP column."""
+    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).replace(tzinfo=None)
+
+
+class EmbeddedStore:
+    """Run records in a DuckDB file, opened per transaction and shared by turns between processes."""
+
+    def __init__(self, path: Path, lock_timeout: float) -> None:
+        self.path = Path(path)
+        #: seconds to keep retrying while another process holds the file.
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore({str(self.path)!r}, lock_timeout={self.lock_timeout})"
+
+    # -- public ---------------------------------------------------------------------------
+
+    def write(self, batch: records.Batch) -> None:
+        """Write every row of `batch` in one transaction: all of it is committed or none.
+
+        Idempotent: runs and cache entries are upserted by id, history and logs are
+        ignored when their (run_id, seq) is already stored, so a batch may be written twice.
+        """
+        tables = _batch_to_arrow(batch)
+        if not tables:
+            return
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._mark_crashed(con)
+                for name, table in tables.items():
+                    _insert(con, name, table)
+                con.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(con)
+                failure = self._failure(exc, "write run records to")
+                if failure is exc:
+                    raise
+                raise failure from exc
+
+    def query(self, sql: str, params: list | None = None) -> "pandas.DataFrame":
+        """Run one SQL statement (parameters bound, never formatted in) and return a DataFrame."""
+        import duckdb
+        import pandas
+
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._mark_crashed(con)
+                con.execute("COMMIT")
+            except BaseException as exc:
+                _rollback(con)
+                failure = self._failure(exc, "update crashed runs in")
+                if failure is exc:
+                    raise
+                raise failure from exc
+            try:
+                con.execute(sql, params or [])
+                if con.description is None:  # a statement without a result set
+                    return pandas.DataFrame()
+                return con.df()
+            except duckdb.Error as exc:
+                translated = self._classify(exc)
+                if translated is None:
+                    raise  # the SQL itself is wrong: DuckDB's message says how
+                raise translated from exc
+
+    def reset(self) -> None:
+        """Delete the database file and its WAL (`nbflow server database reset`).
+
+        Refuses while another process holds the file; a corrupt file is deleted all the same.
+        """
+        import duckdb
+
+        deadline = time.monotonic() + self.lock_timeout
+        with self._thread_lock(deadline):
+            if self.path.exists():
+                try:
+                    con = self._open_with_retry(deadline)
+                except StoreLockedError:
+                    raise
+                except StoreError:
+                    pass  # corrupt or unreadable: deleting it is the point
+                else:
+                    with contextlib.suppress(duckdb.Error):
+                        con.close()
+            for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+                p.unlink(missing_ok=True)
+
+    # -- opening --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _thread_lock(self, deadline: float) -> Iterator[None]:
+        """This process's turn: threads of one process queue here, not on the file lock."""
+        lock = _lock_for(self.path)
+        if not lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise StoreLockedError(
+                f"Another thread of this process (PID {os.getpid()}) held the run store "
+                f"{self.path} for more than {self.lock_timeout:g} s; raise "
+                f"NBFLOW_STORE_LOCK_TIMEOUT or look for a stuck query in this process.",
+                pid=os.getpid(),
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Any]:
+        """An open connection with the current schema, held only for the caller's block."""
+        import duckdb
+
+        deadline = time.monotonic() + self.lock_timeout
+        with self._thread_lock(deadline):
+            con = self._open_with_retry(deadline)
+            try:
+                try:
+                    schema.ensure(con, str(self.path))
+                except duckdb.Error as exc:  # the first query: a damaged file fails here
+                    raise self._open_error(exc) from exc
+                yield con
+            finally:
+                try:
+                    con.close()
+                except duckdb.Error as exc:
+                    # Close checkpoints the WAL; committed data is already durable in the WAL.
+                    logger.warning("Closing the run store %s failed (data is safe in its WAL): %s",
+                                   self.path, exc)
+
+    def _open_with_retry(self, deadline: float) -> Any:
+        """duckdb.connect, retrying with jittered exponential back-off while another process holds the file."""
+        import duckdb
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        delay = BACKOFF_START_S
+        while True:
+            try:
+                return duckdb.connect(str(self.path), config=DUCKDB_CONFIG)
+            except duckdb.Error as exc:
+                message = str(exc)
+                conflict = _LOCK_CONFLICT.search(message)
+                if conflict is None:
+                    raise self._open_error(exc) from exc
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pid = int(conflict["pid"])
+                    raise StoreLockedError(
+                        f"The run store {self.path} is held by another process (PID {pid}, "
+                        f"{conflict['program']}) and stayed locked for {self.lock_timeout:g} s: stop "
+                        f"that process if it is stuck (kill {pid}), or start `nbflow server start` "
+                        f"so that processes share the store through the server.",
+                        pid=pid,
+                    ) from None
+                time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
+                delay = min(delay * 2, BACKOFF_CAP_S)
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _open_error(self, exc: BaseException) -> StoreError:
+        """Error for a failed open or first query: corrupt unless it is clearly something else."""
+        message = str(exc)
+        if "different configuration" in message:
+            return StoreError(
+                f"This process already has the run store {self.path} open through another DuckDB "
+                f"connection with different settings ({message}). Close that connection "
+                f"(con.close()) and retry, or query the store with nbflow.runs() / store.query()."
+            )
+        classified = self._classify(exc)
+        if classified is not None:
+            return classified
+        return self._corrupted(message)
+
+    def _classify(self, exc: BaseException) -> StoreError | None:
+        """Our error for a disk, permission or corruption failure; None when it is none of those."""
+        message = str(exc)
+        lowered = message.lower()
+        if "no space left" in lowered or getattr(exc, "errno", None) == errno.ENOSPC:
+            return StoreError(
+                f"The disk holding the run store is full (directory {self.path.parent}): {message}. "
+                f"Nothing of this transaction was written and earlier records are intact; free "
+                f"space there, or set NBFLOW_HOME to a directory on a disk with room."
+            )
+        if "permission denied" in lowered or "read-only file system" in lowered:
+            return StoreError(
+                f"nbflow may not write the run store {self.path}: {message}. Fix the file's "
+                f"permissions, or set NBFLOW_HOME to a directory you can write."
+            )
+        if any(marker in lowered for marker in _CORRUPTION):
+            return self._corrupted(message)
+        return None
+
+    def _corrupted(self, message: str) -> StoreCorruptedError:
+        return StoreCorruptedError(
+            f"The run store {self.path} is damaged or is not a DuckDB database ({message}). "
+            f"Move it aside (mv {self.path} {self.path}.broken) to start a fresh store, or run "
+            f"`nbflow server database reset --yes` to delete it and start afresh.",
+            path=str(self.path),
+        )
+
+    def _failure(self, exc: BaseException, doing: str) -> BaseException:
+        """The exception to raise after a rolled-back transaction."""
+        import duckdb
+
+        if isinstance(exc, StoreError) or not isinstance(exc, (duckdb.Error, OSError)):
+            return exc
+        return self._classify(exc) or StoreError(
+            f"Could not {doing} the run store {self.path}: {exc}. Nothing of this transaction "
+            f"was written."
+        )
+
+    # -- crash detection ------------------------------------------------------------------
+
+    def _mark_crashed(self, con: Any) -> int:
+        """Mark Crashed the unfinished runs of this host whose process is gone; return how many.
+
+        Runs inside the caller's transaction. Costs one query when every owner is alive.
+        """
+        candidates = con.execute(
+            "SELECT id, pid, process_start, epoch(start_time) FROM flow_runs "
+            "WHERE state_type IN ('RUNNING', 'PENDING') AND host = ? AND pid IS NOT NULL",
+            [_HOST],
+        ).fetchall()
+        dead = [row for row in candidates if not _alive(row[1], row[2])]
+        if not dead:
+            return 0
+        import pyarrow as pa
+
+        now = time.time()
+        now_ts = _timestamp(now)
+        flows = pa.table({
+            "id": [r[0] for r in dead],
+            "message": [f"Process {r[1]} on {_HOST} exited before the run finished" for r in dead],
+            "duration_s": [None if r[3] is None else max(now - r[3], 0.0) for r in dead],
+        })
+        con.register("nbflow_dead_flow_runs", flows)
+        try:
+            tasks = con.execute(
+                "SELECT t.id, d.message FROM task_runs t JOIN nbflow_dead_flow_runs d "
+                "ON t.flow_run_id = d.id WHERE t.state_type IN ('RUNNING', 'PENDING')"
+            ).fetchall()
+            con.execute(
+                "UPDATE flow_runs SET state = 'Crashed', state_type = 'CRASHED', "
+                "state_message = d.message, end_time = ?, duration_s = d.duration_s, updated = ? "
+                "FROM nbflow_dead_flow_runs d WHERE flow_runs.id = d.id",
+                [now_ts, now_ts],
+            )
+            crashed = pa.table({
+                "id": [r[0] for r in dead] + [t[0] for t in tasks],
+                "run_kind": ["flow"] * len(dead) + ["task"] * len(tasks),
+                "message": flows.column("message").to_pylist() + [t[1] for t in tasks],
+            })
+            con.register("nbflow_crashed_runs", crashed)
+            if tasks:
+                con.execute(
+                    "UPDATE task_runs SET state = 'Crashed', state_type = 'CRASHED', "
+                    "state_message = c.message, end_time = ?, "
+                    "duration_s = CASE WHEN start_time IS NULL THEN NULL "
+                    "ELSE greatest(epoch(?::TIMESTAMP) - epoch(start_time), 0) END, updated = ? "
+                    "FROM nbflow_crashed_runs c WHERE task_runs.id = c.id AND c.run_kind = 'task'",
+                    [now_ts, now_ts, now_ts],
+                )
+            con.execute(
+                "INSERT OR IGNORE INTO state_history "
+                "(run_id, seq, run_kind, state, state_type, message, timestamp) "
+                "SELECT c.id, coalesce(h.last_seq, 0) + 1, c.run_kind, 'Crashed', 'CRASHED', "
+                "c.message, ? FROM nbflow_crashed_runs c LEFT JOIN "
+                "(SELECT run_id, max(seq) AS last_seq FROM state_history "
+                " WHERE run_id IN (SELECT id FROM nbflow_crashed_runs) GROUP BY run_id) h "
+                "ON h.run_id = c.id",
+                [now_ts],
+            )
+        finally:
+            for view in ("nbflow_dead_flow_runs", "nbflow_crashed_runs"):
+                with contextlib.suppress(Exception):
+                    con.unregister(view)
+        logger.info("Marked %d flow runs of dead processes on %s as Crashed", len(dead), _HOST)
+        return len(dead)
+
+
+def _alive(pid: int, process_start: float | None) -> bool:
+    key = (pid, process_start)
+    if process_start and key in _dead_processes:
+        return False
+    if is_process_alive(pid, process_start):
+        return True
+    if process_start:  # without a start time a reused pid could be a new, live owner
+        _dead_processes.add(key)
+    return False
+
+
+def _rollback(con: Any) -> None:
+    with contextlib.suppress(Exception):
+        con.execute("ROLLBACK")
+
+
+# -- rows to Arrow ------------------------------------------------------------------------
+
+def _batch_to_arrow(batch: records.Batch) -> dict[str, Any]:
+    """The batch's non-empty tables as Arrow tables, deduplicated by key, validated."""
+    tables = {}
+    for name, columns in records.TABLES.items():
+        rows = getattr(batch, name)
+        if not rows:
+            continue
+        widths = set(map(len, rows))
+        if widths != {len(columns)}:
+            bad = next(r for r in rows if len(r) != len(columns))
+            raise StoreError(
+                f"A {name} row has {len(bad)} values but records.{name} has {len(columns)} "
+                f"columns {columns}: {bad!r}. Build rows in records column order."
+            )
+        # DuckDB keeps the *first* of several rows with one key in a statement; snapshots
+        # must keep the last. Append-only tables want the first, which INSERT OR IGNORE keeps.
+        if name in _UPSERT and len({r[0] for r in rows}) != len(rows):
+            rows = list({r[0]: r for r in rows}.values())
+        tables[name] = _rows_to_table(name, columns, rows)
+    return tables
+
+
+def _rows_to_table(name: str, columns: tuple[str, ...], rows: list[tuple]) -> Any:
+    import pyarrow as pa
+
+    arrays = [_column(name, column, list(map(itemgetter(i), rows))) for i, column in enumerate(columns)]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _column(table: str, column: str, values: list) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = schema.column_type(column)
+    try:
+        if kind == "VARCHAR":
+            return pa.array(values, pa.string())
+        if kind == "INTEGER":
+            return pa.array(values, pa.int64())
+        seconds = pa.array(values, pa.float64())
+        if kind == "DOUBLE":
+            return seconds
+        micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
+        return micros.cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        expected = {"VARCHAR": str, "INTEGER": int}.get(kind, (int, float))
+        bad = next((v for v in values if v is not None and not isinstance(v, expected)), None)
+        what = {"VARCHAR": "text", "INTEGER": "integers",
+                "DOUBLE": "numbers", "TIMESTAMP": "float epoch seconds"}[kind]
+        raise StoreError(
+            f"Column {table}.{column} holds {what} or None, but a row has {bad!r} "
+            f"({type(bad).__name__}): {exc}. Convert it where the row is built."
+        ) from exc
+
+
+def _insert(con: Any, name: str, table: Any) -> None:
+    view = f"nbflow_batch_{name}"
+    cols = ", ".join(f'"{c}"' for c in table.column_names)
+    verb = "INSERT OR REPLACE" if name in _UPSERT else "INSERT OR IGNORE"
+    con.register(view, table)
+    try:
+        con.execute(f"{verb} INTO {name} ({cols}) SELECT {cols} FROM {view}")
+    finally:
+        con.unregister(view)

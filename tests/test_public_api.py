@@ -1,0 +1,37 @@
+"""The public face: exported names, Prefect-compatible import paths, and a light import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nbflow
+
+
+def test_exported_members() -> None:
+    assert sorted(nbflow.__all__) == sorted([
+        "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner",
+        "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "exponential_backoff",
+        "flow", "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task",
+        "task_runs", "unmapped", "wait",
+    ])
+    for name in nbflow.__all__:
+        assert getattr(nbflow, name) is not None, name
+
+
+def test_prefect_style_import_paths() -> None:
+    from nbflow.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE  # noqa: F401
+    from nbflow.flows import flow  # noqa: F401
+    from nbflow.futures import as_completed, wait  # noqa: F401
+    from nbflow.states import Completed, Failed, State  # noqa: F401
+    from nbflow.task_runners import DaskTaskRunner, ThreadPoolTaskRunner  # noqa: F401
+    from nbflow.tasks import exponential_backoff, task, task_input_hash  # noqa: F401
+
+
+def test_import_nbflow_loads_no_heavy_module() -> None:
+    code = ("import sys, json, nbflow; heavy = ['pandas', 'duckdb', 'pyarrow', 'numpy', 'cloudpickle', "
+            "'dask', 'distributed', 'IPython', 'tornado', 'jupyter_server', 'papermill']; "
+            "print(json.dumps([m for m in heavy if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
