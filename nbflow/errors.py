@@ -27,6 +27,10 @@ class SerializationError(NbflowError, TypeError):
     """A result cannot be serialized for persistence or caching."""
 
 
+class ResultStorageError(NbflowError, OSError):
+    """A result could not be written to result storage (disk full, permissions)."""
+
+
 class ResultIntegrityError(NbflowError):
     """A stored result failed its signature or checksum check and was not loaded."""
 

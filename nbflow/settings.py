@@ -6,10 +6,17 @@ import os
 from pathlib import Path
 
 
+_homes: dict[str | None, Path] = {}
+
+
 def home() -> Path:
     """The nbflow home: ``$NBFLOW_HOME``, else ``~/.nbflow``; created on first use."""
-    path = Path(os.environ.get("NBFLOW_HOME") or Path.home() / ".nbflow").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    raw = os.environ.get("NBFLOW_HOME")
+    path = _homes.get(raw)
+    if path is None:
+        path = Path(raw or Path.home() / ".nbflow").expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        _homes[raw] = path
     return path
 
 

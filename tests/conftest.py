@@ -20,3 +20,24 @@ def nbflow_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     monkeypatch.setenv("NBFLOW_HOME", str(home))
     yield home
     _flush()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 6 MiB tmpfs mounted in tmp_path: a real disk that fills up (needs root, as here and in CI)."""
+    import subprocess
+
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    try:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
+                                capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        pytest.skip("the mount command is not available, so no small disk can be made")
+    if result.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)

@@ -34,7 +34,8 @@ def _stores_for_home() -> tuple[ResultStore, CacheIndex]:
         with _lock:
             found = _stores.get(home)
             if found is None:
-                found = _stores[home] = (ResultStore(home / "results"), CacheIndex(home / "cache"))
+                found = _stores[home] = (ResultStore(home / "results", key_path=home / "hmac.key"),
+                                        CacheIndex(home / "cache"))
     return found
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import inspect
 import time
-import uuid
 from typing import Any, Callable, Iterable
 
 from nbflow.engine.calls import call_sync, run_coro_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.flow_engine import flow_run_steps
-from nbflow.engine.models import FlowRun
+from nbflow.engine.models import FlowRun, new_run_id
 from nbflow.engine.options import check_hooks, check_tags, check_timeout
 from nbflow.engine.parameters import bind_parameters, type_hints, validate
 from nbflow.engine.retries import check_retry_options
@@ -98,7 +97,11 @@ class Flow:
         run, ctx, bound = self._start(parent, args, kwargs, is_async=False)
         if bound is None:
             return self._outcome(run.state, return_state)
-        state = drive_sync(flow_run_steps(self, run, bound.args, bound.kwargs, ctx, call_sync))
+        try:
+            state = drive_sync(flow_run_steps(self, run, bound.args, bound.kwargs, ctx, call_sync))
+        except BaseException as exc:
+            _crashed(run, exc)
+            raise
         return self._outcome(state, return_state)
 
     async def _run_async(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
@@ -106,13 +109,17 @@ class Flow:
         run, ctx, bound = self._start(parent, args, kwargs, is_async=True)
         if bound is None:
             return self._outcome(run.state, return_state)
-        state = await drive_async(flow_run_steps(self, run, bound.args, bound.kwargs, ctx, call_sync))
+        try:
+            state = await drive_async(flow_run_steps(self, run, bound.args, bound.kwargs, ctx, call_sync))
+        except BaseException as exc:
+            _crashed(run, exc)
+            raise
         return self._outcome(state, return_state)
 
     def _start(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
                is_async: bool) -> tuple[FlowRun, FlowRunContext, inspect.BoundArguments | None]:
         task_ctx = task_run_context.get()
-        run = FlowRun(uuid.uuid4().hex, self.name, parameters={}, flow_version=self.version,
+        run = FlowRun(new_run_id(), self.name, parameters={}, flow_version=self.version,
                       parent_flow_run_id=parent.flow_run.id if parent else None,
                       parent_task_run_id=task_ctx.task_run.id if task_ctx else None,
                       tags=self.tags, created=time.time())
@@ -136,6 +143,13 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
+
+
+def _crashed(run: FlowRun, exc: BaseException) -> None:
+    """Record a flow run that nbflow itself could not finish as Crashed (if not final yet)."""
+    if run.state is None or not run.state.is_final():
+        enter_flow_state(run, "Crashed", f"nbflow could not finish the run: {type(exc).__name__}: {exc}",
+                         exception=exc)
 
 
 def flow(__fn: Callable | None = None, **options: Any) -> Any:

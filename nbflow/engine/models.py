@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from nbflow.engine.states import State
+
+
+def new_run_id() -> str:
+    """A random 128-bit run id as 32 hex digits (cheaper than uuid4, as unique)."""
+    return os.urandom(16).hex()
 
 
 class FlowRun:

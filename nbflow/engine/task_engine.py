@@ -19,7 +19,7 @@ from nbflow.engine.retries import retry_delay
 from nbflow.engine.run_logging import install_print_hook, log_prints_enabled, task_run_logger
 from nbflow.engine.states import State
 from nbflow.engine.transitions import enter_task_state
-from nbflow.errors import SerializationError, TimedOutError, UpstreamFailedError
+from nbflow.errors import ResultStorageError, SerializationError, TimedOutError, UpstreamFailedError
 
 logger = logging.getLogger("nbflow.task_runs")
 
@@ -91,9 +91,14 @@ def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
     if task.persist_result or (task.persist_result is None and cache_key is not None):
         try:
             caching.persist(task, run, value, cache_key)
-        except SerializationError as exc:
+        except (SerializationError, OSError) as exc:
+            if isinstance(exc, OSError):
+                exc = ResultStorageError(
+                    f"Could not write the result of task '{task.name}' under "
+                    f"{caching.result_store().root}: {exc.strerror or exc}. Free disk space or "
+                    "fix the permissions of NBFLOW_HOME, or set persist_result=False.")
             if task.persist_result:
-                run.error = f"SerializationError: {exc}"
+                run.error = f"{type(exc).__name__}: {exc}"
                 return _finish(task, run, "Failed", str(exc), exception=exc)
             task_run_logger(run).warning("Result not cached: %s", exc)
     state = enter_task_state(run, "Completed", data=value)

@@ -6,7 +6,6 @@ import datetime as dt
 import inspect
 import threading
 import time
-import uuid
 from typing import Any, Callable, Iterable
 
 from nbflow.engine.cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy
@@ -14,7 +13,7 @@ from nbflow.engine.calls import call_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, unmapped
-from nbflow.engine.models import TaskRun
+from nbflow.engine.models import TaskRun, new_run_id
 from nbflow.engine.options import check_callable, check_hooks, check_tags, check_timeout
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.states import State
@@ -120,7 +119,11 @@ class Task:
         run = self._new_run(flow_ctx)
         inputs = resolve_inputs(args, kwargs, flow_ctx.results if flow_ctx else None, wait_for)
         run.upstream = inputs.upstream
-        state = drive_sync(task_run_steps(self, run, inputs, flow_ctx, call_sync))
+        try:
+            state = drive_sync(task_run_steps(self, run, inputs, flow_ctx, call_sync))
+        except BaseException as exc:
+            _crashed(run, exc)
+            raise
         return state if return_state else state.result()
 
     async def _call_async(self, flow_ctx: FlowRunContext | None, args: tuple, kwargs: dict,
@@ -128,7 +131,11 @@ class Task:
         run = self._new_run(flow_ctx)
         inputs = resolve_inputs(args, kwargs, flow_ctx.results if flow_ctx else None, wait_for)
         run.upstream = inputs.upstream
-        state = await drive_async(task_run_steps(self, run, inputs, flow_ctx, call_sync))
+        try:
+            state = await drive_async(task_run_steps(self, run, inputs, flow_ctx, call_sync))
+        except BaseException as exc:
+            _crashed(run, exc)
+            raise
         return state if return_state else state.result()
 
     def submit(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> TaskRunFuture:
@@ -163,7 +170,7 @@ class Task:
         return future
 
     def _new_run(self, flow_ctx: FlowRunContext | None, dynamic_key: int | None = None) -> TaskRun:
-        run = TaskRun(uuid.uuid4().hex, flow_ctx.flow_run.id if flow_ctx else None, self.name,
+        run = TaskRun(new_run_id(), flow_ctx.flow_run.id if flow_ctx else None, self.name,
                       self.task_key, dynamic_key=dynamic_key, tags=self.tags, created=time.time())
         enter_task_state(run, "Pending")
         return run

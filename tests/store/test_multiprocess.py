@@ -82,8 +82,8 @@ def _assert_every_row(store: EmbeddedStore, processes: int, batches: int, size: 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path, child_env: dict) -> None:
     store = EmbeddedStore(tmp_path / "nbflow.duckdb", lock_timeout=30)
-    _run_writers(store.path, child_env, processes=2, batches=30, size=50)
-    _assert_every_row(store, processes=2, batches=30, size=50)
+    _run_writers(store.path, child_env, processes=2, batches=20, size=50)
+    _assert_every_row(store, processes=2, batches=20, size=50)
 
 
 def test_four_processes_taking_turns_count_every_row(tmp_path: Path, child_env: dict) -> None:

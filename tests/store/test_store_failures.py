@@ -35,14 +35,15 @@ def test_random_bytes_are_not_a_store(tmp_path: Path, rows) -> None:
         store.query("SELECT 1")
 
 
-def _data_blocks(path: Path, table: str) -> tuple[list[int], int]:
-    """The ids of the blocks holding `table`'s column data, and the file's block size."""
+def _data_extents(path: Path, table: str) -> tuple[dict[int, tuple[int, int]], int]:
+    """block id -> (first, last) segment offset of `table`'s column data, and the block size."""
     con = duckdb.connect(str(path), config=DUCKDB_CONFIG)
     try:
-        blocks = sorted({r[0] for r in con.execute(
-            "SELECT block_id FROM pragma_storage_info(?) WHERE block_id >= 0", [table]).fetchall()})
+        extents = {r[0]: (r[1], r[2]) for r in con.execute(
+            "SELECT block_id, min(block_offset), max(block_offset) FROM pragma_storage_info(?) "
+            "WHERE block_id >= 0 GROUP BY block_id", [table]).fetchall()}
         block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
-        return blocks, block_size
+        return extents, block_size
     finally:
         con.close()
 
@@ -52,13 +53,14 @@ def test_flipped_bytes_in_a_real_store_are_reported(tmp_path: Path, rows) -> Non
     store = EmbeddedStore(path, lock_timeout=2)
     store.write(records.Batch(flow_runs=[rows.flow_run(uuid.uuid4().hex) for _ in range(3000)]))
     assert not path.with_name(path.name + ".wal").exists()  # all of it is in the file
-    blocks, block_size = _data_blocks(path, "flow_runs")
-    assert blocks
-    # Flip 4 KiB in the middle of each block of flow_runs data (the file has a 12 KiB header).
-    # Flips elsewhere can go undetected, or even crash DuckDB 1.5.6 (see the report), so aim.
+    extents, block_size = _data_extents(path, "flow_runs")
+    assert extents
+    # Flip 4 KiB in the middle of the flow_runs data (after the 12 KiB file header and each
+    # block's 8-byte checksum). DuckDB checks checksums of the data it reads; flips in
+    # unused space go unnoticed, and some flips in metadata crash DuckDB 1.5.6, so aim.
     with open(path, "r+b") as f:
-        for block in blocks:
-            offset = 3 * 4096 + block * block_size + block_size // 2
+        for block, (first, last) in extents.items():
+            offset = 3 * 4096 + block * block_size + 8 + (first + last) // 2
             f.seek(offset)
             chunk = f.read(4096)
             f.seek(offset)
