@@ -28,8 +28,8 @@ import reprlib
 import sys
 import threading
 import types
-from types import SimpleNamespace
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 from nbflow.engine.source_fingerprint import is_user_object, source_fingerprint
@@ -62,7 +62,7 @@ def fingerprint_arguments(arguments: Mapping[str, Any], *, known: Mapping[str, s
             if not known or name not in known:
                 raise
             del buf[mark:]
-            buf += b"known\0" + known[name].encode()
+            _put(buf, b"known\0", known[name].encode())
     return hashlib.sha256(buf).hexdigest()
 
 
@@ -377,16 +377,18 @@ def _encode_object(value: Any, buf: bytearray) -> None:
     with _active(value, buf) as first:
         if not first:
             return
+        # (callable, args, state, list items, dict items), always all five so the encoding
+        # of what follows cannot shift
+        func, args, state, items, pairs = (tuple(reduced) + (None,) * 5)[:5]
         buf += b"object\0"
-        _encode(reduced[0], buf)
-        _encode(reduced[1], buf)
-        state = reduced[2] if len(reduced) > 2 else None
+        _encode(func, buf)
+        _encode(args, buf)
         if state.__class__ is dict:
             _encode_mapping(state, buf, attributes=True)  # errors name `.attr`, not `['attr']`
         else:
             _encode(state, buf)
-        for part in reduced[3:5]:  # list items, dict items: iterators
-            _encode(None if part is None else list(part), buf)
+        _encode(None if items is None else list(items), buf)
+        _encode(None if pairs is None else list(pairs), buf)
 
 
 def _importable(obj: Any) -> bool:

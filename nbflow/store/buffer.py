@@ -9,6 +9,9 @@ and writes them in one transaction. At interpreter exit the rest is flushed.
 from __future__ import annotations
 
 import atexit
+# Imported now because the final flush at exit may load pandas/pyarrow for the first time, and
+# they pull in concurrent.futures.thread, whose import refuses to run during shutdown.
+import concurrent.futures.thread  # noqa: F401
 import json
 import logging
 import os

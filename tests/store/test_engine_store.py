@@ -104,3 +104,25 @@ def test_runs_filters_limit_and_newest_first() -> None:
     assert nbflow.runs(state="failed")["flow_name"].tolist() == ["beta"]
     flows = nbflow.flows().set_index("flow_name")
     assert flows.loc["alpha", "runs"] == 5
+
+
+def test_a_short_script_saves_its_runs_at_exit(nbflow_home: Path) -> None:
+    script = textwrap.dedent("""
+        from nbflow import flow, task
+
+        @task
+        def one():
+            return 1
+
+        @flow
+        def quick():
+            return one()
+
+        quick()
+    """)
+    env = {**os.environ, "NBFLOW_HOME": str(nbflow_home), "NBFLOW_FLUSH_INTERVAL": "60"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "could not be saved" not in done.stderr
+    assert nbflow.runs()["state"].tolist() == ["Completed"]
+    assert nbflow.task_runs()["state"].tolist() == ["Completed"]

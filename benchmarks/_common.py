@@ -1,0 +1,210 @@
+"""Shared helpers of the benchmark scripts (standard library only: the Prefect venv imports it too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+# -- child side ---------------------------------------------------------------------------------
+
+def _status_kb(pid: int | str, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
+        if fields[0] == "Z":
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """Peak RSS of this process tree, MB.
+
+    self: VmHWM of this process; children: VmHWM of each live descendant (Prefect's server
+    subprocess is still running when the measurement ends) plus the largest ru_maxrss among
+    descendants that have already exited. tree = self + children.
+    """
+    own = _status_kb("self", "VmHWM")
+    live = sum(_status_kb(pid, "VmHWM") for pid in _descendants(os.getpid()))
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
+    kids = live + reaped
+    return {"self_mb": own / 1024, "children_mb": kids / 1024, "tree_mb": (own + kids) / 1024}
+
+
+def threads_now() -> int:
+    return _status_kb("self", "Threads")
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The child's answer: one JSON line on stdout, last."""
+    sys.stdout.flush()
+    print("@@RESULT " + json.dumps(result), flush=True)
+
+
+class ThreadProfiler:
+    """cProfile over every thread that starts while it is on (the pool workers too), merged."""
+
+    def __init__(self) -> None:
+        import cProfile
+
+        self._cls = cProfile.Profile
+        self.profiles: list[Any] = []
+        self.main = cProfile.Profile()
+
+    def _boot(self, frame: Any, event: str, arg: Any) -> None:
+        prof = self._cls()
+        self.profiles.append(prof)
+        sys.setprofile(None)
+        prof.enable()
+
+    def __enter__(self) -> "ThreadProfiler":
+        threading.setprofile(self._boot)
+        self.main.enable()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.main.disable()
+        threading.setprofile(None)
+
+    def report(self, title: str, top: int = 15, out: Any = None) -> None:
+        import io
+        import pstats
+
+        out = out or sys.stderr
+        buf = io.StringIO()
+        stats = pstats.Stats(self.main, stream=buf)
+        for prof in self.profiles:
+            try:
+                prof.create_stats()
+                stats.add(prof)
+            except Exception:
+                pass
+        stats.sort_stats("tottime").print_stats(top)
+        print(f"--- profile: {title} ({len(self.profiles)} worker thread(s) merged), top {top} by tottime",
+              file=out)
+        print(_trim_profile(buf.getvalue()), file=out)
+
+
+def _trim_profile(text: str) -> str:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "ncalls" in line:
+            return "\n".join(lines[i - 2 if i >= 2 else 0:]).rstrip()
+    return text.rstrip()
+
+
+# -- parent side --------------------------------------------------------------------------------
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def fresh_home(prefix: str) -> str:
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def nbflow_env(home: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["NBFLOW_HOME"] = home
+    env["NBFLOW_LOGGING_LEVEL"] = "WARNING"
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_child(cmd: list[str], env: dict[str, str], timeout: float, verbose: bool = False,
+              home: str | None = None) -> dict[str, Any]:
+    """Run a child, pass its stderr through when verbose, return its JSON result."""
+    try:
+        proc = subprocess.run(cmd, env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"timed out after {timeout:.0f} s") from None
+    finally:
+        if home:
+            shutil.rmtree(home, ignore_errors=True)
+    if verbose and proc.stderr.strip():
+        sys.stderr.write(proc.stderr if proc.stderr.endswith("\n") else proc.stderr + "\n")
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("@@RESULT "):
+            return json.loads(line[len("@@RESULT "):])
+    tail = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+    reason = tail[-1][:300] if tail else f"exit code {proc.returncode}"
+    raise ChildFailed(f"exit {proc.returncode}: {reason}")
+
+
+def median_of(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The result whose `key` is the median (lower median for an even count)."""
+    ordered = sorted(results, key=lambda r: r[key])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+def fmt_num(v: float) -> str:
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.2g}" if v >= 0.01 else f"{v:.3f}"
+
+
+def fmt_s(v: float) -> str:
+    if v >= 100:
+        return f"{v:,.0f} s"
+    if v >= 10:
+        return f"{v:.1f} s"
+    return f"{v:.3f} s"
+
+
+def fmt_ms(v_s: float) -> str:
+    return f"{fmt_num(v_s * 1000)} ms"
+
+
+def fmt_ratio(v: float) -> str:
+    return f"{v:,.0f}x" if v >= 10 else f"{v:.1f}x"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
