@@ -102,7 +102,7 @@ class ThreadProfiler:
         self.main.disable()
         threading.setprofile(None)
 
-    def report(self, title: str, top: int = 15, out: Any = None) -> None:
+    def report(self, title: str, top: int = 15, out: Any = None, cumulative: bool = True) -> None:
         import io
         import pstats
 
@@ -119,6 +119,12 @@ class ThreadProfiler:
         print(f"--- profile: {title} ({len(self.profiles)} worker thread(s) merged), top {top} by tottime",
               file=out)
         print(_trim_profile(buf.getvalue()), file=out)
+        if cumulative:
+            buf.seek(0)
+            buf.truncate()
+            stats.sort_stats("cumulative").print_stats(top)
+            print(f"--- same, top {top} by cumtime", file=out)
+            print(_trim_profile(buf.getvalue()), file=out)
 
 
 def _trim_profile(text: str) -> str:
@@ -139,8 +145,16 @@ def fresh_home(prefix: str) -> str:
     return tempfile.mkdtemp(prefix=prefix)
 
 
+#: Bytecode cache of the nbflow children. Installed packages ship compiled .pyc files (pip
+#: compiles on install) but a source checkout run with PYTHONDONTWRITEBYTECODE=1 recompiles
+#: nbflow on every import; the children write their .pyc here instead (never into nbflow/).
+PYCACHE = HERE / ".pycache"
+
+
 def nbflow_env(home: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     env["NBFLOW_HOME"] = home
     env["NBFLOW_LOGGING_LEVEL"] = "WARNING"
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -191,6 +205,8 @@ def fmt_num(v: float) -> str:
 
 
 def fmt_s(v: float) -> str:
+    if v < 0.1:
+        return f"{fmt_num(v * 1000)} ms"
     if v >= 100:
         return f"{v:,.0f} s"
     if v >= 10:

@@ -45,6 +45,9 @@ class CachePolicy:
             return other
         return CompoundCachePolicy((self, other))
 
+    def __repr__(self) -> str:
+        return self.name.upper()
+
     def __sub__(self, name: str) -> CachePolicy:
         raise TypeError(
             f"Cannot exclude {name!r} from {self!r}: only a policy with INPUTS in it keys on "
@@ -70,7 +73,7 @@ class CompoundCachePolicy(CachePolicy):
         for i, policy in enumerate(self.policies):
             key = policy.compute_key(task_ctx, inputs, flow_parameters)
             if key is not None:
-                parts.append(f"{i}:{policy.name}={key}")
+                parts.append(f"{i}:{policy.name}:{len(key)}:{key}")
         if not parts:
             return None
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
@@ -99,16 +102,14 @@ class _NoCache(CachePolicy):
     def __radd__(self, other: CachePolicy) -> CachePolicy:
         return self
 
-    def __repr__(self) -> str:
-        return "NO_CACHE"
-
 
 @dataclass(frozen=True, repr=False)
 class Inputs(CachePolicy):
     """The run's bound arguments, by content (see ``nbflow.engine.fingerprint``).
 
-    An argument produced by an upstream task run and has no fingerprint uses that
-    run's cache key when the engine passes it as ``task_ctx.upstream_cache_keys``.
+    An argument without a fingerprint that an upstream task run produced is keyed by
+    that run's cache key, when the engine passes ``task_ctx.upstream_cache_keys``
+    ({argument name: cache key}).
     """
 
     exclude: frozenset[str] = frozenset()
@@ -140,9 +141,6 @@ class TaskSource(CachePolicy):
             return None
         return code_fingerprint(task_ctx.task.fn)
 
-    def __repr__(self) -> str:
-        return "TASK_SOURCE"
-
 
 @dataclass(frozen=True, repr=False)
 class RunId(CachePolicy):
@@ -156,9 +154,6 @@ class RunId(CachePolicy):
         run_id = getattr(task_ctx, "flow_run_id", None) or task_ctx.task_run.flow_run_id or task_ctx.task_run.id
         return fingerprint(str(run_id))
 
-    def __repr__(self) -> str:
-        return "RUN_ID"
-
 
 @dataclass(frozen=True, repr=False)
 class FlowParameters(CachePolicy):
@@ -170,9 +165,6 @@ class FlowParameters(CachePolicy):
         if not flow_parameters:
             return None
         return fingerprint_arguments(flow_parameters)
-
-    def __repr__(self) -> str:
-        return "FLOW_PARAMETERS"
 
 
 @dataclass(frozen=True)
@@ -190,7 +182,12 @@ class CacheKeyFnPolicy(CachePolicy):
         key = self.cache_key_fn(task_ctx, inputs)
         if key is None:
             return None
-        return fingerprint(key, name=f"the key returned by {_callable_name(self.cache_key_fn)}")
+        try:
+            return fingerprint(key)
+        except FingerprintError:
+            raise FingerprintError(
+                f"cache_key_fn {_callable_name(self.cache_key_fn)} returned {key!r}, which has no "
+                f"stable content to key on; make it return a str (or None to skip caching).") from None
 
 
 NO_CACHE = _NoCache()

@@ -7,6 +7,8 @@ the task runs as if uncached, with a warning saying why: never a false hit.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from nbflow.store.cache_index import CacheIndex
 from nbflow.store.results import ResultStore
 
 MISS = object()
+_HEX_KEY = re.compile(r"[0-9a-f]{16,128}")
 
 _lock = threading.Lock()
 _stores: dict[Path, tuple[ResultStore, CacheIndex]] = {}
@@ -53,10 +56,14 @@ def compute_key(task: Any, ctx: TaskRunContext, flow_ctx: FlowRunContext | None)
     """The task run's cache key, or None (uncached) with a warning if it cannot be computed."""
     flow_parameters = flow_ctx.flow_run.parameters if flow_ctx is not None else {}
     try:
-        return task.cache_policy.compute_key(ctx, ctx.parameters, flow_parameters)
+        key = task.cache_policy.compute_key(ctx, ctx.parameters, flow_parameters)
     except FingerprintError as exc:
         task_run_logger(ctx.task_run).warning("Not caching this run: %s", exc)
         return None
+    if key is None or _HEX_KEY.fullmatch(key):
+        return key
+    # A custom policy may return any string; the index takes hex digests only.
+    return hashlib.sha256(str(key).encode()).hexdigest()
 
 
 def lookup(task: Any, run: TaskRun, key: str) -> Any:

@@ -25,8 +25,8 @@ class FlowRunContext:
         self.task_runner = task_runner
         #: futures submitted in this run; waited for before the flow finishes.
         self.futures: list = []
-        #: id(result) -> (result, task_run_id): recognises task results passed on to other tasks.
-        self.results: dict[int, tuple[Any, str]] = {}
+        #: id(result) -> (result, task_run): recognises task results passed on to other tasks.
+        self.results: dict[int, tuple[Any, Any]] = {}
         self.log_prints = log_prints
         self.parent = parent
         self.is_async = is_async
@@ -40,7 +40,7 @@ class FlowRunContext:
 class TaskRunContext:
     """The task run being executed: passed to cache_key_fn and cache policies."""
 
-    __slots__ = ("task", "task_run", "flow_run_id", "parameters", "log_prints")
+    __slots__ = ("task", "task_run", "flow_run_id", "parameters", "log_prints", "upstream_cache_keys")
 
     def __init__(self, task: Any, task_run: "TaskRun", parameters: dict[str, Any],
                  log_prints: bool) -> None:
@@ -49,6 +49,9 @@ class TaskRunContext:
         self.flow_run_id = task_run.flow_run_id
         self.parameters = parameters
         self.log_prints = log_prints
+        #: argument name -> cache key of the upstream run that produced it (for INPUTS when a
+        #: value has no fingerprint of its own).
+        self.upstream_cache_keys: dict[str, str] = {}
 
 
 flow_run_context: ContextVar[FlowRunContext | None] = ContextVar("nbflow_flow_run", default=None)

@@ -131,8 +131,14 @@ def _put(buf: bytearray, tag: bytes, payload: bytes | bytearray | memoryview) ->
     buf += payload
 
 
-def _subclass(value: Any, tag: bytes, buf: bytearray) -> bytes:
-    """The tag of a builtin's subclass instance: its class name; extra attributes are encoded."""
+def _subclass(value: Any, tag: bytes, buf: bytearray) -> bytes | None:
+    """The tag of a builtin's subclass instance: its class name, after its extra attributes.
+
+    Enum members (IntEnum, StrEnum, ...) are encoded whole here instead, and None returned.
+    """
+    if isinstance(value, enum.Enum):
+        _encode_enum(value, buf)
+        return None
     extra = getattr(value, "__dict__", None)
     tag = tag[:-1] + b":" + _type_name(type(value)).encode() + b"\0"
     if extra:
@@ -150,40 +156,34 @@ def _encode_bool(value: bool, buf: bytearray) -> None:
 
 
 def _encode_int(value: int, buf: bytearray) -> None:
-    tag = b"int\0"
-    if value.__class__ is not int:
-        if isinstance(value, enum.Enum):
-            return _encode_enum(value, buf)
-        tag = _subclass(value, tag, buf)
-    _put(buf, tag, int.to_bytes(value, (int.bit_length(value) + 8) // 8, "little", signed=True))
+    tag = b"int\0" if value.__class__ is int else _subclass(value, b"int\0", buf)
+    if tag is not None:
+        _put(buf, tag, int.to_bytes(value, (int.bit_length(value) + 8) // 8, "little", signed=True))
 
 
 def _encode_float(value: float, buf: bytearray) -> None:
-    tag = b"float\0"
-    if value.__class__ is not float:
-        if isinstance(value, enum.Enum):
-            return _encode_enum(value, buf)
-        tag = _subclass(value, tag, buf)
-    _put(buf, tag, float.hex(value).encode())
+    tag = b"float\0" if value.__class__ is float else _subclass(value, b"float\0", buf)
+    if tag is not None:
+        _put(buf, tag, float.hex(value).encode())
 
 
 def _encode_complex(value: complex, buf: bytearray) -> None:
     tag = b"complex\0" if value.__class__ is complex else _subclass(value, b"complex\0", buf)
-    _put(buf, tag, f"{float.hex(value.real)},{float.hex(value.imag)}".encode())
+    if tag is not None:
+        _put(buf, tag, f"{float.hex(value.real)},{float.hex(value.imag)}".encode())
 
 
 def _encode_str(value: str, buf: bytearray) -> None:
-    tag = b"str\0"
-    if value.__class__ is not str:
-        if isinstance(value, enum.Enum):
-            return _encode_enum(value, buf)
-        tag = _subclass(value, tag, buf)
-    _put(buf, tag, value.encode("utf-8", "surrogatepass"))
+    tag = b"str\0" if value.__class__ is str else _subclass(value, b"str\0", buf)
+    if tag is not None:
+        _put(buf, tag, value.encode("utf-8", "surrogatepass"))
 
 
 def _encode_bytes(value: bytes | bytearray | memoryview, buf: bytearray) -> None:
     base = {bytes: b"bytes\0", bytearray: b"bytearray\0", memoryview: b"memoryview\0"}
     tag = base.get(value.__class__) or _subclass(value, b"bytes\0", buf)
+    if tag is None:
+        return
     if isinstance(value, memoryview):
         buf += f"{value.format}|{value.shape}\0".encode()
         value = value.tobytes()
@@ -200,6 +200,8 @@ def _encode_enum(value: enum.Enum, buf: bytearray) -> None:
 def _encode_sequence(value: list | tuple, buf: bytearray) -> None:
     cls = value.__class__
     tag = b"list\0" if cls is list else b"tuple\0" if cls is tuple else _subclass(value, b"seq\0", buf)
+    if tag is None:
+        return
     buf += tag
     buf += len(value).to_bytes(8, "little")
     i = 0
@@ -213,6 +215,8 @@ def _encode_sequence(value: list | tuple, buf: bytearray) -> None:
 
 def _encode_mapping(value: dict, buf: bytearray, attributes: bool = False) -> None:
     tag = b"dict\0" if value.__class__ is dict else _subclass(value, b"dict\0", buf)
+    if tag is None:
+        return
     items = []
     key = None
     try:
@@ -235,6 +239,8 @@ def _encode_mapping(value: dict, buf: bytearray, attributes: bool = False) -> No
 def _encode_set(value: set | frozenset, buf: bytearray) -> None:
     base = {set: b"set\0", frozenset: b"frozenset\0"}
     tag = base.get(value.__class__) or _subclass(value, b"set\0", buf)
+    if tag is None:
+        return
     items = []
     for item in value:
         encoded = bytearray()

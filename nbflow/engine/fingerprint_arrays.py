@@ -68,16 +68,26 @@ def register_pandas(kit: SimpleNamespace) -> None:
             encode_index(dtype.categories, buf)
             buf += kit.raw_digest(np.asarray(values.array.codes))
             return b"cat" + hashlib.sha256(buf).digest()
-        if dtype == object and infer_dtype(values, skipna=False) not in ("string", "empty"):
-            buf = bytearray()
-            kit.encode(values.tolist(), buf)
-            return b"obj" + hashlib.sha256(buf).digest()
+        if dtype == object and infer_dtype(values, skipna=False) not in ("string", "empty") \
+                or isinstance(dtype, pd.ArrowDtype) and dtype.kind not in _RAW_KINDS \
+                and str(dtype.pyarrow_dtype) not in ("string", "large_string"):
+            return b"obj" + by_element(values)
         mask = np.asarray(values.isna())
-        if not isinstance(dtype, np.dtype) and dtype.kind in "iufb":  # nullable and Arrow numbers
-            data = values.to_numpy(dtype=dtype.numpy_dtype, na_value=False if dtype.kind == "b" else 0)
+        numpy_dtype = getattr(dtype, "numpy_dtype", None)
+        if isinstance(numpy_dtype, np.dtype) and numpy_dtype.kind in "iufb":  # nullable and Arrow numbers
+            data = values.to_numpy(dtype=numpy_dtype, na_value=False if numpy_dtype.kind == "b" else 0)
             return b"ext" + hashlib.sha256(kit.raw_digest(data) + kit.raw_digest(mask)).digest()
-        hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
+        try:
+            hashed = pd.util.hash_pandas_object(values, index=False).to_numpy()
+        except (TypeError, ValueError):  # values pandas cannot hash (lists, dicts, ...)
+            return b"obj" + by_element(values)
         return b"hpo" + hashlib.sha256(kit.raw_digest(hashed) + kit.raw_digest(mask)).digest()
+
+    def by_element(values: pd.Series | pd.Index) -> bytes:
+        """Slow but exact: each value through the fingerprint handlers."""
+        buf = bytearray()
+        kit.encode(values.tolist(), buf)
+        return hashlib.sha256(buf).digest()
 
     def encode_index(index: pd.Index, buf: bytearray) -> None:
         buf += b"index\0" + _type_tag(type(index), type(index).__name__) + str(index.dtype).encode() + b"\0"

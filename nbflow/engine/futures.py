@@ -108,7 +108,7 @@ class Inputs:
         self.not_completed: list[tuple[Any, State]] = []
 
 
-def resolve_inputs(args: tuple, kwargs: dict, results: dict[int, tuple[Any, str]] | None,
+def resolve_inputs(args: tuple, kwargs: dict, results: dict[int, tuple[Any, Any]] | None,
                    wait_for: Iterable[Any] | None = None) -> Inputs:
     """Wait for futures among the arguments, substitute their results, collect upstream ids."""
     found = Inputs()
@@ -128,7 +128,7 @@ def _upstream_state(future: TaskRunFuture, found: Inputs) -> State:
     return state
 
 
-def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, str]] | None) -> Any:
+def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | None) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         if results and kind is not bool and value is not None:
@@ -150,7 +150,7 @@ def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, str]] | No
     return value
 
 
-def _edge_from_result(value: Any, found: Inputs, results: dict[int, tuple[Any, str]]) -> None:
+def _edge_from_result(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]]) -> None:
     hit = results.get(id(value))
     if hit is not None and hit[0] is value:
-        found.upstream.append(hit[1])
+        found.upstream.append(hit[1].id)

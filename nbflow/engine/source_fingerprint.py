@@ -156,9 +156,7 @@ class _Walk:
         elif isinstance(value, types.FunctionType):
             if is_user_object(value):
                 self.function(value)
-            wrapped = getattr(value, "__wrapped__", None)
-            if wrapped is not None:
-                self.reference(name, wrapped, names)
+            self.wrapped(name, value, getattr(value, "__wrapped__", None), names)
         elif isinstance(value, type):
             if is_user_object(value):
                 self.cls(value)
@@ -169,12 +167,18 @@ class _Walk:
         elif isinstance(value, functools.partial):
             self.reference(name, value.func, names)
         elif callable(value):
-            # nbflow tasks and flows (``.fn``), and decorators that keep ``__wrapped__``
+            # decorators that keep ``__wrapped__`` (functools.wraps, lru_cache), nbflow tasks (``.fn``)
             inner = getattr(value, "__wrapped__", None)
             if inner is None and type(value).__module__.startswith("nbflow."):
                 inner = getattr(value, "fn", None)
-            if inner is not None:
-                self.reference(name, inner, names)
+            self.wrapped(name, value, inner, names)
+
+    def wrapped(self, name: str, wrapper: Any, inner: Any, names: tuple[str, ...]) -> None:
+        """Follow a wrapper to the code it wraps: only to code, and each wrapper once."""
+        if id(wrapper) in self.seen or not isinstance(inner, (types.FunctionType, type, types.MethodType)):
+            return
+        self.seen.add(id(wrapper))  # a global, so alive for the whole walk
+        self.reference(name, inner, names)
 
     def module(self, module: types.ModuleType, names: tuple[str, ...]) -> None:
         """A user module used as ``module.attr``: follow every attribute the code could name."""
@@ -290,7 +294,7 @@ def _code_digest(code: types.CodeType) -> bytes:
                                     code.co_kwonlyargcount, code.co_flags))
     for field in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
         h.update(_constant_bytes(field))
-    h.update(code.co_code)
+    h.update(b"%d:" % len(code.co_code) + code.co_code)
     h.update(_constant_bytes(code.co_consts))
     return h.digest()
 

@@ -36,6 +36,8 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
     cache_key = None
     if task.cache_policy is not None:
         ctx.parameters = task.bind(inputs.args, inputs.kwargs)
+        if flow_ctx is not None and flow_ctx.results:
+            ctx.upstream_cache_keys = _upstream_cache_keys(ctx.parameters, flow_ctx.results)
         cache_key = caching.compute_key(task, ctx, flow_ctx)
         run.cache_key = cache_key
         if cache_key is not None and not task.refresh_cache:
@@ -81,7 +83,7 @@ def handle_upstream_failure(task: Any, run: TaskRun, inputs: Inputs) -> State:
 
 def handle_cache_hit(task: Any, run: TaskRun, value: Any, flow_ctx: FlowRunContext | None) -> State:
     state = enter_task_state(run, "Cached", "Result loaded from cache", data=value)
-    _remember_result(flow_ctx, value, run.id)
+    _remember_result(flow_ctx, value, run)
     _run_hooks(task, task.on_completion, run, state)
     return state
 
@@ -102,7 +104,7 @@ def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
                 return _finish(task, run, "Failed", str(exc), exception=exc)
             task_run_logger(run).warning("Result not cached: %s", exc)
     state = enter_task_state(run, "Completed", data=value)
-    _remember_result(flow_ctx, value, run.id)
+    _remember_result(flow_ctx, value, run)
     if logger.isEnabledFor(logging.DEBUG):
         task_run_logger(run).debug("Finished in state %r", state)
     _run_hooks(task, task.on_completion, run, state)
@@ -151,12 +153,21 @@ def _finish(task: Any, run: TaskRun, name: str, message: str, *, exception: Base
     return state
 
 
-def _remember_result(flow_ctx: FlowRunContext | None, value: Any, run_id: str) -> None:
+def _remember_result(flow_ctx: FlowRunContext | None, value: Any, run: TaskRun) -> None:
     if flow_ctx is None or value is None or value is True or value is False:
         return
     if type(value) is int and value in _SMALL_INTS:
         return  # shared small-int objects would give false edges
-    flow_ctx.results[id(value)] = (value, run_id)
+    flow_ctx.results[id(value)] = (value, run)
+
+
+def _upstream_cache_keys(parameters: dict[str, Any], results: dict[int, tuple[Any, Any]]) -> dict[str, str]:
+    keys = {}
+    for name, value in parameters.items():
+        hit = results.get(id(value))
+        if hit is not None and hit[0] is value and hit[1].cache_key:
+            keys[name] = hit[1].cache_key
+    return keys
 
 
 def _run_hooks(task: Any, hooks: list, run: TaskRun, state: State) -> None:

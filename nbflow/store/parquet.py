@@ -14,6 +14,8 @@ import json
 from typing import Any
 
 _META_KEY = b"nbflow"
+#: Indexes whose ``freq`` Parquet drops (a PeriodIndex keeps it in its dtype).
+_FREQ_INDEXES = ("DatetimeIndex", "TimedeltaIndex")
 
 #: infer_dtype kinds of object columns whose values come back as the same Python objects.
 _EXACT_OBJECT_KINDS = frozenset({"string", "bytes", "decimal", "date", "empty"})
@@ -23,7 +25,13 @@ def frame_to_parquet(frame: Any) -> tuple[Any, str | None]:
     """Parquet bytes of ``frame`` (a buffer), or (None, why it cannot round-trip exactly)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    from pandas.api.types import infer_dtype
 
+    for i, dtype in enumerate(frame.dtypes):
+        if dtype == object:
+            kind = infer_dtype(frame.iloc[:, i], skipna=False)
+            if kind not in _EXACT_OBJECT_KINDS:
+                return None, f"column {frame.columns[i]!r} holds Python objects ({kind}) that Parquet does not keep"
     try:
         table = pa.Table.from_pandas(frame)
     except (pa.ArrowException, TypeError, ValueError) as exc:
@@ -31,7 +39,7 @@ def frame_to_parquet(frame: Any) -> tuple[Any, str | None]:
     reason = _difference(frame, table.to_pandas())
     if reason is not None:
         return None, reason
-    freq = getattr(frame.index, "freqstr", None)
+    freq = frame.index.freqstr if type(frame.index).__name__ in _FREQ_INDEXES else None
     if freq is not None:
         metadata = dict(table.schema.metadata or {})
         metadata[_META_KEY] = json.dumps({"index_freq": freq}).encode()
@@ -55,16 +63,14 @@ def parquet_to_frame(data: bytes) -> Any:
     extra = (table.schema.metadata or {}).get(_META_KEY)
     if extra is not None:
         freq = json.loads(extra).get("index_freq")
-        if freq is not None:
-            frame.index = pd.DatetimeIndex(frame.index, freq=freq) if isinstance(frame.index, pd.DatetimeIndex) \
-                else pd.TimedeltaIndex(frame.index, freq=freq)
+        index_type = type(frame.index).__name__
+        if freq is not None and index_type in _FREQ_INDEXES:
+            frame.index = getattr(pd, index_type)(frame.index, freq=freq)
     return frame
 
 
 def _difference(frame: Any, back: Any) -> str | None:
     """What differs between a frame and its Parquet round trip, or None if nothing does."""
-    from pandas.api.types import infer_dtype
-
     for axis in ("columns", "index"):
         ours, theirs = getattr(frame, axis), getattr(back, axis)
         if type(ours) is not type(theirs) or not ours.equals(theirs) or ours.dtype != theirs.dtype \
@@ -73,11 +79,6 @@ def _difference(frame: Any, back: Any) -> str | None:
                    f" with dtype {theirs.dtype}"
     if not frame.dtypes.equals(back.dtypes):
         return f"its dtypes {dict(frame.dtypes.astype(str))} come back as {dict(back.dtypes.astype(str))}"
-    for i, dtype in enumerate(frame.dtypes):
-        if dtype == object:
-            kind = infer_dtype(frame.iloc[:, i], skipna=False)
-            if kind not in _EXACT_OBJECT_KINDS:
-                return f"column {frame.columns[i]!r} holds Python objects ({kind}) that Parquet does not keep"
     if not frame.equals(back):
         return "its values change in the conversion"
     return None

@@ -110,6 +110,9 @@ class ResultStore:
         """The value ``ref`` points to, after checking its digest (its signature, for a
         pickle, before unpickling). Raises ResultIntegrityError when the check fails or the
         file is missing."""
+        if ref.format not in FORMATS:
+            raise ResultIntegrityError(f"Result {ref.path} has an unknown format {ref.format!r}; "
+                                       f"it will not be loaded, and the task will be recomputed.")
         if ref.format == "json" and ref.inline is not None:
             data = ref.inline.encode()
             self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its inline JSON copy")
@@ -123,11 +126,8 @@ class ResultStore:
                 f"not be loaded, and the task will be recomputed.") from None
         if ref.format == "pickle":
             self._verify(ref, self._sign(data), "HMAC signature of its bytes")
-        elif ref.format in ("json", "parquet"):
-            self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its bytes")
         else:
-            raise ResultIntegrityError(f"Result {ref.path} has an unknown format {ref.format!r}; "
-                                       f"it will not be loaded, and the task will be recomputed.")
+            self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its bytes")
         try:
             if ref.format == "json":
                 return json.loads(data)
@@ -150,7 +150,7 @@ class ResultStore:
         return str(path)
 
     def _verify(self, ref: ResultRef, actual: str, what: str) -> None:
-        if not hmac.compare_digest(actual, ref.digest):
+        if not hmac.compare_digest(actual.encode(), ref.digest.encode("utf-8", "replace")):
             raise ResultIntegrityError(
                 f"Result file {ref.path} was modified after it was written: the {what} "
                 f"is not the one recorded with it. It will not be loaded, and the task will be "
@@ -159,7 +159,9 @@ class ResultStore:
     def _sign(self, data: bytes) -> str:
         if self._key is None:
             self._key = load_or_create_key(self.key_path)
-        return hmac.new(self._key, _PICKLE_DOMAIN + data, hashlib.sha256).hexdigest()
+        signature = hmac.new(self._key, _PICKLE_DOMAIN, hashlib.sha256)
+        signature.update(data)
+        return signature.hexdigest()
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -162,6 +162,8 @@ def test_cache_key_fn_policy() -> None:
     assert key(policy) != key(policy, inputs={"x": 2, "y": 2})
     assert key(policy, inputs={"x": -1, "y": 0}) is None
     assert seen[0] == ("add", {"x": 1, "y": 2})
+    with pytest.raises(FingerprintError, match="make it return a str"):
+        key(CacheKeyFnPolicy(lambda context, parameters: threading.Lock()))
 
 
 def test_task_input_hash_is_prefects_and_returns_none_for_unhashable_arguments() -> None:
@@ -301,6 +303,16 @@ def test_task_source_sees_constants_classes_and_closures(tmp_path: Path) -> None
         return scaled
 
     assert _source_key(make(2)) == _source_key(make(2)) != _source_key(make(3))
+
+
+def test_task_source_follows_decorated_helpers_to_their_code(tmp_path: Path) -> None:
+    def step_with(body: str, name: str) -> Callable[..., Any]:
+        source = ("import functools\n\n@functools.lru_cache\ndef helper(x):\n    return " + body +
+                  "\n\ndef step(x):\n    return helper(x)\n")
+        return _define(source, tmp_path / name)["step"]
+
+    assert _source_key(step_with("x + 1", "a.py")) == _source_key(step_with("x + 1", "b.py"))
+    assert _source_key(step_with("x + 1", "c.py")) != _source_key(step_with("x * 2", "d.py"))
 
 
 def test_task_source_of_library_callees_is_by_name_only() -> None:

@@ -251,3 +251,45 @@ def test_non_serializable_result_with_persist_result_fails_clearly() -> None:
     assert cached_lock(1, return_state=True).is_completed()  # caching is best effort
     cached_lock(1)
     assert CALLS == [1, 1]
+
+
+def test_unfingerprintable_upstream_result_is_keyed_by_the_upstream_cache_key() -> None:
+    class Handle:
+        """Holds a lock: no fingerprint of its own."""
+
+        def __init__(self, n: int) -> None:
+            self.n = n
+            self.lock = threading.Lock()
+
+    @task(cache_policy=INPUTS)
+    def open_handle(n: int) -> Handle:
+        return Handle(n)
+
+    @task(cache_policy=INPUTS, persist_result=False)
+    def use(handle: Handle) -> int:
+        CALLS.append(handle.n)
+        return handle.n
+
+    @flow
+    def chained(n: int) -> int:
+        return use(open_handle.with_options(persist_result=False)(n))
+
+    assert chained(1) == 1
+    keys = nbflow.task_runs().set_index("task_name")["cache_key"]
+    assert keys["use"] is not None and keys["open_handle"] is not None
+
+
+def test_a_custom_policy_may_return_any_string_key() -> None:
+    from nbflow.cache_policies import CachePolicy
+
+    class ByName(CachePolicy):
+        def compute_key(self, task_ctx, inputs, flow_parameters):
+            return f"name:{inputs['name']}"
+
+    @task(cache_policy=ByName())
+    def greet(name: str) -> str:
+        CALLS.append(1)
+        return f"hi {name}"
+
+    assert greet("a") == greet("a") == "hi a"
+    assert CALLS == [1]

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import nbflow
@@ -140,6 +141,13 @@ DIFFERENT = [
                       pd.Series(pd.Categorical(["a", "b"], categories=["b", "a"])), pd.Series(["a", "b"])]),
     ("series", [pd.Series([1, 2]), pd.Series([1, 2], name="n"), pd.Series([1, 2], index=[1, 0]),
                 pd.Series([1.0, 2.0]), pd.Index([1, 2])]),
+    ("extension dtypes", [pd.Series([2 ** 53, None], dtype="int64[pyarrow]"),
+                          pd.Series([2 ** 53 + 1, None], dtype="int64[pyarrow]"),
+                          pd.Series(pd.arrays.SparseArray([0, 0, 1])), pd.Series(pd.arrays.SparseArray([0, 1, 0])),
+                          pd.Series([[1, 2], [3]], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+                          pd.Series([[1, 2], [4]], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+                          pd.Series(pd.period_range("2024", periods=2, freq="M")),
+                          pd.Series(pd.period_range("2024", periods=2, freq="D"))]),
     ("time zones", [pd.Series(pd.date_range("2024", periods=2, tz="UTC")),
                     pd.Series(pd.date_range("2024", periods=2, tz="Europe/Paris")),
                     pd.Series(pd.date_range("2024", periods=2))]),

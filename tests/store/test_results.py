@@ -107,6 +107,11 @@ FRAMES = [
     ("basic", lambda: pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5], "s": ["x", "y"]})),
     ("named string index", lambda: pd.DataFrame({"a": [1, 2]}, index=pd.Index(["r1", "r2"], name="k"))),
     ("datetime index with freq", lambda: pd.DataFrame({"a": [1, 2, 3]}, index=pd.date_range("2024", periods=3))),
+    ("timedelta and period indexes", lambda: pd.DataFrame(
+        {"a": [1, 2]}, index=pd.timedelta_range("1s", periods=2, freq="s")).join(
+        pd.DataFrame({"p": pd.period_range("2024", periods=2, freq="M")},
+                     index=pd.timedelta_range("1s", periods=2, freq="s")))),
+    ("period index", lambda: pd.DataFrame({"a": [1, 2]}, index=pd.period_range("2024", periods=2, freq="M"))),
     ("multiindex", lambda: pd.DataFrame({"a": [1, 2]}, index=pd.MultiIndex.from_tuples([("a", 1), ("b", 2)]))),
     ("time zones and nullables", lambda: pd.DataFrame({
         "t": pd.date_range("2024", periods=2, tz="Europe/Paris"), "i": pd.array([1, None], dtype="Int64"),
@@ -229,6 +234,12 @@ def test_tampered_json_and_parquet_files_are_refused(store: ResultStore, value: 
     _flip_byte(ref.path, offset=len(Path(ref.path).read_bytes()) // 2)
     with pytest.raises(ResultIntegrityError, match="modified after it was written: the sha256"):
         store.read(ref)
+
+
+def test_a_forged_digest_that_is_not_hex_is_refused(store: ResultStore) -> None:
+    ref = store.write({1, 2})
+    with pytest.raises(ResultIntegrityError, match="modified after it was written"):
+        store.read(ResultRef(ref.format, ref.path, "é" * 64))
 
 
 def test_a_tampered_inline_value_is_refused(store: ResultStore) -> None:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every benchmark line: the four task modes at N=1,000 and N=100,000, then start-up.
+#   bash benchmarks/run_all.sh                 # nbflow vs plain Python
+#   bash benchmarks/run_all.sh --vs prefect    # and Prefect 3 side by side (throwaway venv)
+# Other arguments (-v, --repeat R, --prefect-max-n N, ...) are passed on to every script.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-python3}
+status=0
+for n in 1000 100000; do
+  for mode in sequential map submit cache-hit; do
+    "$PY" benchmarks/bench_tasks.py --mode "$mode" --n "$n" "$@" || status=1
+  done
+done
+startup_args=()
+while [ $# -gt 0 ]; do  # bench_startup.py takes --vs, -v, --repeat, --prefect-repeat, --timeout
+  case "$1" in
+    --prefect-max-n) shift 2 ;;
+    --prefect-max-n=*) shift ;;
+    *) startup_args+=("$1"); shift ;;
+  esac
+done
+"$PY" benchmarks/bench_startup.py "${startup_args[@]+"${startup_args[@]}"}" || status=1
+exit $status
