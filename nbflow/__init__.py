@@ -22,3 +22,10 @@ __all__ = [
     "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task", "task_runs",
     "unmapped", "wait",
 ]
+
+
+def load_ipython_extension(shell: object) -> None:
+    """`%load_ext nbflow`: the %%task and %nbflow magics (IPython loads only here)."""
+    from nbflow.notebook.magics import load_ipython_extension as load
+
+    load(shell)

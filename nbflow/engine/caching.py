@@ -72,7 +72,7 @@ def lookup(task: Any, run: TaskRun, key: str) -> Any:
     if entry is None:
         return MISS
     try:
-        value = result_store().read(entry.ref)
+        value = (task.result_storage or result_store()).read(entry.ref)
     except ResultIntegrityError as exc:
         task_run_logger(run).warning("Cache entry refused, recomputing: %s", exc)
         cache_index().delete(key)
@@ -84,7 +84,7 @@ def lookup(task: Any, run: TaskRun, key: str) -> Any:
 
 def persist(task: Any, run: TaskRun, value: Any, key: str | None) -> None:
     """Write the result to result storage and, with a key, add it to the cache index."""
-    ref = result_store().write(value)
+    ref = (task.result_storage or result_store()).write(value)
     run.result_format = ref.format
     run.result_path = ref.path
     if key is None:

@@ -9,7 +9,8 @@ from nbflow.engine.states import State
 
 
 def new_run_id() -> str:
-    """A random 128-bit run id as 32 hex digits (cheaper than uuid4, as unique)."""
+    """A random 128-bit run id as 32 hex digits (cheaper than uuid4, as unique; any 8-digit
+    prefix is as good as the whole for telling runs apart in a listing)."""
     return os.urandom(16).hex()
 
 

@@ -71,6 +71,9 @@ class Task:
         self.is_async = inspect.iscoroutinefunction(fn)
         self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
         self._signature: inspect.Signature | None = None
+        #: where results are written and read back (None: the home's ResultStore). The notebook
+        #: layer stores a cell's outputs one file per variable through this.
+        self.result_storage: Any = None
         self._options = dict(
             name=name, description=description, tags=tags, version=version, retries=retries,
             retry_delay_seconds=retry_delay_seconds, retry_jitter_factor=retry_jitter_factor,

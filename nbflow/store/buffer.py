@@ -70,6 +70,7 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        self._listeners: list[Callable[[str, Any], None]] = []
 
     # -- hot path ---------------------------------------------------------------------------
 
@@ -81,6 +82,8 @@ class Recorder:
                              state.message, state.timestamp))
         if self._thread is None:
             self._start()
+        if self._listeners:
+            self._notify("flow", run)
 
     def task_run_state(self, run: Any) -> None:
         """Record that a task run entered `run.state`."""
@@ -93,6 +96,8 @@ class Recorder:
             self._start()
         elif len(states) > EARLY_FLUSH_ROWS:
             self._wake.set()
+        if self._listeners:
+            self._notify("task", run)
 
     def log(self, run: Any, flow_run_id: str | None, task_run_id: str | None, level: int,
             logger_name: str, message: str, timestamp: float) -> None:
@@ -108,6 +113,27 @@ class Recorder:
         """Mirror a cache index entry into the store so it can be queried with SQL."""
         self._cache.append((cache_key, task_name, task_run_id, result_format, result_path,
                             created, expires))
+
+    def subscribe(self, listener: Callable[[str, Any], None]) -> Callable[[], None]:
+        """Call `listener(kind, run)` ("flow" or "task") after every state change in this process.
+
+        For live views (the notebook's run graph). Listeners run on the thread that changed
+        the state, so they must be quick; returns a function that unsubscribes.
+        """
+        self._listeners = [*self._listeners, listener]
+
+        def unsubscribe() -> None:
+            self._listeners = [cb for cb in self._listeners if cb is not listener]
+
+        return unsubscribe
+
+    def _notify(self, kind: str, run: Any) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, run)
+            except Exception:  # a broken view must not break the run
+                logger.exception("A run listener failed; unsubscribing it")
+                self._listeners = [cb for cb in self._listeners if cb is not listener]
 
     def flush_soon(self) -> None:
         """Ask the writer to flush now rather than at its next tick (does not wait)."""

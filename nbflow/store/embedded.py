@@ -38,6 +38,8 @@ BACKOFF_START_S = 0.005
 BACKOFF_CAP_S = 0.2
 
 _LOCK_CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+#: other wordings of "another process holds the file" (Windows, or a lock without a holder).
+_LOCK_PHRASES = ("could not set lock on file", "being used by another process")
 #: phrases of DuckDB errors that mean the file is damaged (a checksum fails when a block is read).
 _CORRUPTION = ("checksum", "corrupt", "not a valid duckdb database", "invalid block")
 _HOST = socket.gethostname()
@@ -98,19 +100,10 @@ class EmbeddedStore:
         tables = _batch_to_arrow(batch)
         if not tables:
             return
-        with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._mark_crashed(con)
-                for name, table in tables.items():
-                    _insert(con, name, table)
-                con.execute("COMMIT")
-            except BaseException as exc:
-                _rollback(con)
-                failure = self._failure(exc, "write run records to")
-                if failure is exc:
-                    raise
-                raise failure from exc
+        with self._connect() as con, self._transaction(con, "write run records to"):
+            self._mark_crashed(con)
+            for name, table in tables.items():
+                _insert(con, name, table)
 
     def query(self, sql: str, params: list | None = None) -> "pandas.DataFrame":
         """Run one SQL statement (parameters bound, never formatted in) and return a DataFrame."""
@@ -118,16 +111,8 @@ class EmbeddedStore:
         import pandas
 
         with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with self._transaction(con, "update crashed runs in"):
                 self._mark_crashed(con)
-                con.execute("COMMIT")
-            except BaseException as exc:
-                _rollback(con)
-                failure = self._failure(exc, "update crashed runs in")
-                if failure is exc:
-                    raise
-                raise failure from exc
             try:
                 con.execute(sql, params or [])
                 if con.description is None:  # a statement without a result set
@@ -201,8 +186,23 @@ class EmbeddedStore:
                     logger.warning("Closing the run store %s failed (data is safe in its WAL): %s",
                                    self.path, exc)
 
+    @contextlib.contextmanager
+    def _transaction(self, con: Any, doing: str) -> Iterator[None]:
+        """BEGIN ... COMMIT; on any failure roll back and raise what went wrong in our words."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            con.execute("COMMIT")
+        except BaseException as exc:
+            _rollback(con)
+            failure = self._failure(exc, doing)
+            if failure is exc:
+                raise
+            raise failure from exc
+
     def _open_with_retry(self, deadline: float) -> Any:
-        """duckdb.connect, retrying with jittered exponential back-off while another process holds the file."""
+        """duckdb.connect, retrying with jittered exponential back-off while another process
+        holds the file, until `deadline` (time.monotonic())."""
         import duckdb
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,22 +213,26 @@ class EmbeddedStore:
             except duckdb.Error as exc:
                 message = str(exc)
                 conflict = _LOCK_CONFLICT.search(message)
-                if conflict is None:
+                if conflict is None and not any(p in message.lower() for p in _LOCK_PHRASES):
                     raise self._open_error(exc) from exc
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    pid = int(conflict["pid"])
-                    raise StoreLockedError(
-                        f"The run store {self.path} is held by another process (PID {pid}, "
-                        f"{conflict['program']}) and stayed locked for {self.lock_timeout:g} s: stop "
-                        f"that process if it is stuck (kill {pid}), or start `nbflow server start` "
-                        f"so that processes share the store through the server.",
-                        pid=pid,
-                    ) from None
+                    raise self._locked(conflict) from None
                 time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
                 delay = min(delay * 2, BACKOFF_CAP_S)
 
     # -- errors ---------------------------------------------------------------------------
+
+    def _locked(self, conflict: re.Match | None) -> StoreLockedError:
+        pid = int(conflict["pid"]) if conflict else None
+        holder = f"PID {pid}, {conflict['program']}" if conflict else "its PID unknown"
+        stop = f"kill {pid}" if pid else f"find it with `lsof {self.path}`"
+        return StoreLockedError(
+            f"The run store {self.path} is held by another process ({holder}) and stayed locked "
+            f"for {self.lock_timeout:g} s: stop that process if it is stuck ({stop}), or start "
+            f"`nbflow server start` so that processes share the store through the server.",
+            pid=pid,
+        )
 
     def _open_error(self, exc: BaseException) -> StoreError:
         """Error for a failed open or first query: corrupt unless it is clearly something else."""
@@ -395,7 +399,8 @@ def _batch_to_arrow(batch: records.Batch) -> dict[str, Any]:
 def _rows_to_table(name: str, columns: tuple[str, ...], rows: list[tuple]) -> Any:
     import pyarrow as pa
 
-    arrays = [_column(name, column, list(map(itemgetter(i), rows))) for i, column in enumerate(columns)]
+    arrays = [_column(name, column, list(map(itemgetter(i), rows)))
+              for i, column in enumerate(columns)]
     return pa.Table.from_arrays(arrays, names=list(columns))
 
 

@@ -40,7 +40,8 @@ def test_write_then_query_round_trip(store: EmbeddedStore, rows) -> None:
     assert store.query("SELECT upstream FROM task_runs")["upstream"].tolist() == ['["t0"]']
     assert _count(store, "state_history") == 2
     assert store.query("SELECT message FROM logs")["message"].tolist() == ["started"]
-    assert store.query("SELECT result_path FROM cache_entries")["result_path"].tolist() == ["/tmp/r.json"]
+    cache = store.query("SELECT result_path FROM cache_entries")
+    assert cache["result_path"].tolist() == ["/tmp/r.json"]
 
 
 def test_query_binds_parameters(store: EmbeddedStore, rows) -> None:
@@ -114,6 +115,18 @@ def test_bad_row_is_refused_before_anything_is_written(store: EmbeddedStore, row
     assert not store.path.exists()
 
 
+def test_a_failing_batch_writes_nothing(store: EmbeddedStore, rows) -> None:
+    store.write(records.Batch(flow_runs=[rows.flow_run("kept")]))
+    bad = records.Batch(flow_runs=[rows.flow_run("new")],  # inserted first, then rolled back
+                        task_runs=[rows.task_run("t1", "new", dynamic_key=2**40)])  # > INTEGER
+
+    with pytest.raises(StoreError, match="Nothing of this transaction was written"):
+        store.write(bad)
+
+    assert store.query("SELECT id FROM flow_runs")["id"].tolist() == ["kept"]
+    assert _count(store, "task_runs") == 0
+
+
 def test_100k_row_batch(store: EmbeddedStore, rows) -> None:
     run_ids = [uuid.uuid4().hex for _ in range(1000)]
     now = time.time()
@@ -131,7 +144,8 @@ def test_100k_row_batch(store: EmbeddedStore, rows) -> None:
     store.write(batch)
     elapsed = time.perf_counter() - started
 
-    assert [_count(store, t) for t in ("task_runs", "state_history", "logs")] == [10_000, 20_000, 70_000]
+    counts = [_count(store, t) for t in ("task_runs", "state_history", "logs")]
+    assert counts == [10_000, 20_000, 70_000]
     assert elapsed < 15, f"{len(batch)} rows took {elapsed:.1f} s"
 
 

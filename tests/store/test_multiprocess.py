@@ -47,10 +47,10 @@ print("done", flush=True)
 
 
 def _run_writers(path: Path, env: dict, processes: int, batches: int, size: int) -> None:
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(p), str(batches), str(size)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env)
-             for p in range(processes)]
+    procs = [subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), str(p), str(batches), str(size)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    ) for p in range(processes)]
     try:
         for proc in procs:
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read()

@@ -98,7 +98,8 @@ def test_flows(filled: EmbeddedStore) -> None:
     assert df["flow_name"].tolist() == ["report", "etl"]
     etl = df.set_index("flow_name").loc["etl"]
     assert etl["runs"] == 3 and etl["last_state"] == "Cached"
-    assert etl["last_run_start"] == dt.datetime.fromtimestamp(T0 + 120, dt.timezone.utc).replace(tzinfo=None)
+    started = dt.datetime.fromtimestamp(T0 + 120, dt.timezone.utc).replace(tzinfo=None)
+    assert etl["last_run_start"] == started
 
 
 def test_state_history_in_order(filled: EmbeddedStore) -> None:

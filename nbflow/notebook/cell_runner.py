@@ -1,0 +1,202 @@
+"""Run a %%task cell as a task run: retries, timeout, caching, output replay, clean tracebacks."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import inspect
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbflow.engine import caching
+from nbflow.engine.calls import run_coro_sync
+from nbflow.engine.context import FlowRunContext, flow_run_context
+from nbflow.engine.run_logging import task_run_logger
+from nbflow.engine.states import State
+from nbflow.engine.tasks import Task
+from nbflow.errors import FingerprintError
+from nbflow.notebook.capture import OutputCapture, replay
+from nbflow.notebook.cell_analysis import CellNames, analyze, free_callables
+from nbflow.notebook.cell_cache import CellCachePolicy, input_fingerprints
+from nbflow.notebook.cell_results import CellResult, CellResultStorage
+from nbflow.notebook.session import current_session
+
+#: Names IPython keeps in the user namespace that are never a cell's data inputs.
+IGNORED_NAMES = frozenset({"In", "Out", "_", "__", "___", "_ih", "_oh", "_dh", "get_ipython",
+                           "exit", "quit", "_i", "_ii", "_iii"})
+
+
+@dataclass
+class CellOptions:
+    """What the %%task line asked for."""
+
+    name: str | None = None
+    retries: int = 0
+    retry_delay: float = 0.0
+    timeout: float | None = None
+    cache: bool = False
+    cache_expiration: dt.timedelta | None = None
+    inputs: frozenset[str] | None = None
+    outputs: frozenset[str] | None = None
+
+
+@dataclass
+class CellRecord:
+    """A task cell this kernel has run: what `%nbflow run` re-runs when it is stale."""
+
+    name: str
+    source: str
+    options: CellOptions
+    inputs: frozenset[str]
+    outputs: frozenset[str]
+    last_key: str | None = None
+    last_state: str | None = None
+    history: list[str] = field(default_factory=list)
+
+
+def cell_name(options: CellOptions, names: CellNames, execution_count: int | None) -> str:
+    """The cell's task name: given, else from what it defines, else its execution count."""
+    if options.name:
+        return options.name
+    outputs = sorted(options.outputs if options.outputs is not None else names.outputs)
+    if outputs:
+        shown = ", ".join(outputs[:3]) + (", ..." if len(outputs) > 3 else "")
+        return f"cell[{shown}]"
+    return f"cell-{execution_count or 0}"
+
+
+@dataclass
+class PreparedCell:
+    """A cell's code and names, worked out before it runs."""
+
+    python_source: str
+    names: CellNames
+    inputs: frozenset[str]
+    outputs: frozenset[str]
+    policy: CellCachePolicy
+
+
+def prepare_cell(shell: Any, source: str, options: CellOptions) -> PreparedCell:
+    """Analyse a cell against the current namespace: its inputs, outputs and cache policy."""
+    python_source = shell.transform_cell(source)
+    names = analyze(source)
+    namespace = shell.user_ns
+    if options.inputs is not None:
+        inputs = options.inputs
+    else:
+        inputs = frozenset(n for n in names.inputs if n in namespace and n not in IGNORED_NAMES)
+    outputs = options.outputs if options.outputs is not None else names.outputs
+    called = free_callables(source) | frozenset(n for n in names.inputs if n in namespace)
+    policy = CellCachePolicy(python_source, namespace, inputs, called)
+    return PreparedCell(python_source, names, inputs, outputs, policy)
+
+
+def run_cell(shell: Any, source: str, options: CellOptions,
+             flow_context: FlowRunContext | None = None) -> State:
+    """Execute `source` in the user namespace as a task run of the session (or given) flow run."""
+    prepared = prepare_cell(shell, source, options)
+    python_source, names, policy = prepared.python_source, prepared.names, prepared.policy
+    inputs, outputs = prepared.inputs, prepared.outputs
+    namespace = shell.user_ns
+    name = cell_name(options, names, shell.execution_count)
+    code = _compile(shell, python_source)
+    deleted = sorted(names.deleted)
+
+    def execute() -> CellResult:
+        with OutputCapture(shell) as captured:
+            value = eval(code, namespace)  # noqa: S307 - running the user's own cell is the point
+            if inspect.iscoroutine(value):
+                run_coro_sync(value)
+        kept = {n: namespace[n] for n in sorted(outputs) if n in namespace}
+        return CellResult(kept, deleted, captured.stdout, captured.stderr, captured.displays)
+
+    execute.__qualname__ = execute.__name__ = name
+    key_before = None if options.cache else policy.key_or_none()  # for %nbflow run's staleness
+    task = Task(execute, name=name, retries=options.retries, retry_delay_seconds=options.retry_delay,
+                timeout_seconds=options.timeout, cache_policy=policy if options.cache else None,
+                cache_expiration=options.cache_expiration)
+    task.task_key = f"cell:{name}"
+    task.result_storage = CellResultStorage(caching.result_store())
+
+    session = current_session()
+    context = flow_context or session.context
+    token = flow_run_context.set(context)
+    try:
+        state = task(return_state=True)
+    finally:
+        flow_run_context.reset(token)
+
+    record = session.cells.get(name)
+    if record is None:
+        record = session.cells[name] = CellRecord(name, source, options, inputs, outputs)
+    record.source, record.options, record.inputs, record.outputs = source, options, inputs, outputs
+    record.last_state = state.name
+    record.history.append(state.name)
+    session.cell_finished(name, state)
+
+    record.last_key = policy.last_key if options.cache else key_before
+    if state.name == "Cached":
+        _restore(shell, state.result())
+    elif state.is_completed():
+        if options.cache:
+            record.last_key = _check_mutations(policy, namespace, inputs - outputs, name)
+    else:
+        _raise_user_error(shell, state, code.co_filename)
+    return state
+
+
+def _compile(shell: Any, python_source: str) -> types.CodeType:
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    filename = shell.compile.cache(python_source, shell.execution_count)
+    return compile(python_source, filename, "exec", flags=flags, dont_inherit=True)
+
+
+def _restore(shell: Any, result: CellResult) -> None:
+    shell.user_ns.update(result.outputs)
+    for name in result.deleted:
+        shell.user_ns.pop(name, None)
+    replay(shell, result.stdout, result.stderr, result.displays)
+
+
+def _check_mutations(policy: CellCachePolicy, namespace: dict, watched: frozenset[str],
+                     name: str) -> str | None:
+    """Warn, and drop the cache entry, when the cell changed one of its inputs in place."""
+    run_key = policy.last_key
+    try:
+        after = input_fingerprints(namespace, watched)
+    except FingerprintError:
+        return run_key
+    changed = sorted(n for n, fp in after.items() if policy.last_inputs.get(n) != fp)
+    if not changed:
+        return run_key
+    if run_key:
+        caching.cache_index().delete(run_key)
+    listed = ", ".join(repr(n) for n in changed)
+    message = (f"Cell '{name}' changed its input(s) {listed} in place, so re-running it would not "
+               "give the same result: it was not cached. Work on a copy (e.g. df = df.copy()) "
+               "or declare the variable as an output with --outputs.")
+    print(f"nbflow warning: {message}", file=sys.stderr)
+    return None
+
+
+def _raise_user_error(shell: Any, state: State, cell_filename: str) -> None:
+    """Re-raise the cell's exception showing the user's frames only, not nbflow's."""
+    exc = state.exception
+    if exc is None:
+        raise RuntimeError(state.message or f"The cell ended {state.name}")
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != cell_filename:
+        tb = tb.tb_next
+    if tb is not None:
+        etype, trimmed = type(exc), tb
+
+        def render() -> list[str]:
+            return shell.InteractiveTB.structured_traceback(etype, exc, trimmed)
+
+        try:
+            exc._render_traceback_ = render  # IPython shows this instead of the full traceback
+        except AttributeError:
+            pass
+    raise exc

@@ -1,0 +1,56 @@
+"""Run tiny notebooks in a real IPython kernel (nbclient) for the notebook tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+
+def make_notebook(cells: list[str]) -> Any:
+    """A notebook whose code cells have the given sources."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def run_notebook(cells: list[str], workdir: Path, *, allow_errors: bool = False,
+                 timeout: int = 120, env: dict[str, str] | None = None) -> Any:
+    """Execute the cells in a fresh kernel (NBFLOW_HOME as in this process) and return the notebook."""
+    nb = make_notebook(cells)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(workdir)}})
+    client.execute(env={**os.environ, **(env or {})})
+    return nb
+
+
+def outputs_text(cell: Any) -> str:
+    """All text a cell showed: streams, text/plain and text/html results, error tracebacks."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream":
+            parts.append(output["text"])
+        elif output["output_type"] in ("execute_result", "display_data"):
+            data = output.get("data", {})
+            parts.append(data.get("text/plain", ""))
+            parts.append(data.get("text/html", ""))
+        elif output["output_type"] == "error":
+            parts.append(f"{output['ename']}: {output['evalue']}")
+            parts.extend(output.get("traceback", []))
+    return "\n".join(parts)
+
+
+def error_of(cell: Any) -> dict | None:
+    """The cell's error output, if it raised."""
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "error":
+            return output
+    return None
+
+
+__all__ = ["CellExecutionError", "error_of", "make_notebook", "outputs_text", "run_notebook"]
