@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from typing import Any, Callable, Iterable
 
@@ -119,8 +120,11 @@ class Flow:
     def _start(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
                is_async: bool) -> tuple[FlowRun, FlowRunContext, inspect.BoundArguments | None]:
         task_ctx = task_run_context.get()
+        # A process started for a flow run (a notebook run by `nbflow run` or a deployment)
+        # is told its id: top-level flows it calls are that run's children.
+        parent_id = parent.flow_run.id if parent else os.environ.get("NBFLOW_FLOW_RUN_ID") or None
         run = FlowRun(new_run_id(), self.name, parameters={}, flow_version=self.version,
-                      parent_flow_run_id=parent.flow_run.id if parent else None,
+                      parent_flow_run_id=parent_id,
                       parent_task_run_id=task_ctx.task_run.id if task_ctx else None,
                       tags=self.tags, created=time.time())
         ctx = FlowRunContext(self, run, task_runner=None, log_prints=self.log_prints, parent=parent,

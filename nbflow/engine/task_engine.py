@@ -135,8 +135,9 @@ def handle_failure(task: Any, run: TaskRun, exc: Exception) -> State:
     name = "TimedOut" if isinstance(exc, TimedOutError) else "Failed"
     run.error = f"{type(exc).__name__}: {exc}"
     retried = f" (after {run.run_count} attempts)" if run.run_count > 1 else ""
-    task_run_logger(run).error("Task run failed%s with %s", retried, run.error,
-                               exc_info=(type(exc), exc, exc.__traceback__))
+    # A timeout's traceback is nbflow's own waiting code: only the message helps.
+    exc_info = None if name == "TimedOut" else (type(exc), exc, exc.__traceback__)
+    task_run_logger(run).error("Task run failed%s with %s", retried, run.error, exc_info=exc_info)
     return _finish(task, run, name, run.error, exception=exc)
 
 

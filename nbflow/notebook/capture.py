@@ -8,9 +8,15 @@ from typing import Any
 
 
 class _Tee(io.TextIOBase):
+    """Writes through to the real stream and keeps a copy; anything else goes to the real stream
+    (ipykernel calls `set_parent` on sys.stdout to route output to the running cell)."""
+
     def __init__(self, target: Any) -> None:
         self.target = target
         self.buffer_text = io.StringIO()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
 
     def write(self, text: str) -> int:
         self.buffer_text.write(text)
@@ -28,17 +34,21 @@ class _Tee(io.TextIOBase):
 
 
 class OutputCapture:
-    """Context manager: tee stdout/stderr and record display_data publications."""
+    """Context manager: tee stdout/stderr and record display_data publications.
+
+    Entered on the kernel's main thread around the whole task run, so the real streams are
+    back in place when the cell ends, even if a timed-out attempt is still running.
+    `reset()` starts a fresh record for each attempt.
+    """
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
         self.displays: list[tuple[dict, dict]] = []
-        self.stdout = ""
-        self.stderr = ""
 
     def __enter__(self) -> "OutputCapture":
         self._out, self._err = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(self._out), _Tee(self._err)
+        self._tee_out, self._tee_err = _Tee(self._out), _Tee(self._err)
+        sys.stdout, sys.stderr = self._tee_out, self._tee_err
         pub = getattr(self.shell, "display_pub", None)
         self._publish = getattr(pub, "publish", None)
         self._own_attribute = pub is not None and "publish" in vars(pub)
@@ -52,11 +62,19 @@ class OutputCapture:
             pub.publish = publish
         return self
 
+    def reset(self) -> None:
+        """Forget what was recorded so far (a retry starts a fresh record)."""
+        self._tee_out.buffer_text = io.StringIO()
+        self._tee_err.buffer_text = io.StringIO()
+        self.displays = []
+
+    def snapshot(self) -> tuple[str, str, list[tuple[dict, dict]]]:
+        """What was printed to stdout and stderr, and displayed, since the last reset."""
+        return (self._tee_out.buffer_text.getvalue(), self._tee_err.buffer_text.getvalue(),
+                list(self.displays))
+
     def __exit__(self, *exc: Any) -> None:
-        tee_out, tee_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = self._out, self._err
-        self.stdout = tee_out.buffer_text.getvalue() if isinstance(tee_out, _Tee) else ""
-        self.stderr = tee_err.buffer_text.getvalue() if isinstance(tee_err, _Tee) else ""
         if self._publish is not None:
             if self._own_attribute:
                 self.shell.display_pub.publish = self._publish

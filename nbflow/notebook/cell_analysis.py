@@ -41,8 +41,9 @@ import builtins
 import functools
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from nbflow.errors import NbflowError
 
@@ -82,6 +83,15 @@ _MODULE, _CLASS, _FUNCTION, _COMPREHENSION = "module", "class", "function", "com
 _IPYTHON_CALL = "__nbflow_ipython_line__"
 #: Magics that run Python code given on their line.
 _CODE_MAGICS = frozenset({"time", "timeit", "prun"})
+#: Magics that change the notebook's namespace in ways the cell's text does not show.
+_OPAQUE_MAGICS = {
+    "run": "`%run` binds the names of the script it runs",
+    "reset": "`%reset` deletes names from the notebook",
+    "reset_selective": "`%reset_selective` deletes names from the notebook",
+}
+#: Matches a cell that may hold IPython syntax; any other cell is parsed as it is.
+_MAYBE_IPYTHON = re.compile(r"^[ \t]*[%!?]|\?[ \t]*$|=[ \t]*[%!]", re.MULTILINE)
+_HELP_LINE = re.compile(r"\?{1,2}(\S.*)?|[\w.\[\]()'\"*%]+\?{1,2}")
 _ASSIGN_FROM_IPYTHON = re.compile(r"^(\s*)([^=!%?#]*[^=!%?#\s<>])\s*=\s*([%!].*)$")
 _DOLLAR_NAME = re.compile(r"(?<![$\w])\$([A-Za-z_]\w*)")
 _BRACED_EXPR = re.compile(r"\{([^{}]+)\}")
@@ -121,9 +131,28 @@ class _IPythonLine:
 
 
 def _parse(source: str) -> tuple[ast.Module, list[_IPythonLine]]:
-    """Parse the cell, replacing each IPython line the parser stumbles on by a stand-in."""
+    """Parse the cell, with a stand-in for each IPython line; return the tree and the lines set aside."""
     lines = _NEWLINE.split(source)
+    if "\0" in source:
+        lineno = next(number for number, line in enumerate(lines, 1) if "\0" in line)
+        raise CellSyntaxError(
+            f"Line {lineno} of the cell contains a NUL character (\\0), which Python source cannot hold. "
+            "Remove it; it usually comes from pasting binary data.",
+            ("<cell>", lineno, lines[lineno - 1].index("\0") + 1, lines[lineno - 1], None, None),
+        )
     ipython_lines: list[_IPythonLine] = []
+    if _MAYBE_IPYTHON.search(source) and _single_line_tokens(source, lines):
+        # Set every IPython-looking line aside at once: here such a line cannot be the inside of a
+        # string, and one inside brackets (`(a\n% b)`) no longer parses, which sends us line by line.
+        translated = [
+            _translate_ipython_line(line, number, ipython_lines) or line if _MAYBE_IPYTHON.search(line) else line
+            for number, line in enumerate(lines, 1)
+        ]
+        try:
+            return _parse_python("\n".join(translated), "<cell>"), ipython_lines
+        except SyntaxError:
+            ipython_lines.clear()
+    # Line by line: set aside only the lines the parser stumbles on.
     replaced: set[int] = set()
     text = source
     while True:
@@ -131,11 +160,6 @@ def _parse(source: str) -> tuple[ast.Module, list[_IPythonLine]]:
             return _parse_python(text, "<cell>"), ipython_lines
         except SyntaxError as err:
             error = err
-        except ValueError as err:  # null bytes, on Python < 3.12
-            raise CellSyntaxError(
-                f"The cell cannot be analysed: {err}. Remove the NUL characters from the cell.",
-                ("<cell>", 1, 1, lines[0], None, None),
-            ) from None
         lineno = error.lineno
         if lineno is None or not 1 <= lineno <= len(lines) or lineno in replaced:
             raise _cell_syntax_error(error, source, lines) from None
@@ -154,6 +178,11 @@ def _parse_python(text: str, filename: str, mode: str = "exec") -> ast.AST:
         return ast.parse(text, filename=filename, mode=mode)
 
 
+def _single_line_tokens(source: str, lines: list[str]) -> bool:
+    """Whether no string or statement of the cell can span lines (no triple quotes, no `\\` continuation)."""
+    return "\"\"\"" not in source and "\'\'\'" not in source and not any(line.endswith("\\") for line in lines)
+
+
 def _translate_ipython_line(line: str, lineno: int, found: list[_IPythonLine]) -> str | None:
     """Python standing in for an IPython line (None if the line is not IPython syntax)."""
     body = line.strip()
@@ -167,7 +196,7 @@ def _translate_ipython_line(line: str, lineno: int, found: list[_IPythonLine]) -
     if match is not None:
         found.append(_ipython_line(match.group(3).strip(), lineno))
         return f"{indent}{match.group(2)} = {_IPYTHON_CALL}({len(found) - 1})"
-    if body.startswith("?") or body.endswith("?"):
+    if _HELP_LINE.fullmatch(body):
         return f"{indent}pass"
     return None
 
@@ -234,6 +263,30 @@ class _CellVisitor(ast.NodeVisitor):
         self._opaque_reasons: list[str] = []
         #: Above zero inside the parts of an expression that may not run (`and`/`or`, `if ... else`).
         self._conditional = 0
+
+    # A dispatch table and a lean generic_visit: the cell is re-analysed often, and this halves the walk.
+    _handlers: ClassVar[dict[type, Callable[[_CellVisitor, ast.AST], None]]] = {}
+
+    def visit(self, node: ast.AST) -> None:
+        kind = type(node)
+        handler = self._handlers.get(kind)
+        if handler is None:
+            handler = getattr(type(self), "visit_" + kind.__name__, type(self).generic_visit)
+            self._handlers[kind] = handler
+        handler(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        self.visit(item)
+            elif isinstance(value, ast.AST) and not isinstance(value, ast.expr_context):
+                self.visit(value)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        pass
 
     def result(self) -> tuple[CellNames, frozenset[str]]:
         inputs = frozenset((self._inputs | (self._deferred_reads - self._top_level_bound)) - _NEVER_INPUTS)
@@ -427,7 +480,7 @@ class _CellVisitor(ast.NodeVisitor):
 
     def _note_target(self, node: ast.Attribute | ast.Subscript) -> None:
         """Record an assignment or `del` through an attribute or subscript."""
-        root = _root_name(node)
+        root = _root_name(node, through_calls=False)  # `f().x = 1` changes what f returned, not f
         if root is not None:
             self._note_mutation(root)
         if isinstance(node, ast.Attribute) and _is_sys_modules_item(node.value):
@@ -682,10 +735,7 @@ class _CellVisitor(ast.NodeVisitor):
                     self._pop()
                 return
         if line.kind == "magic":
-            opaque = {"run": "`%run` binds the names of the script it runs",
-                      "reset": "`%reset` deletes names from the notebook",
-                      "reset_selective": "`%reset_selective` deletes names from the notebook"}
-            why = opaque.get(line.name)
+            why = _OPAQUE_MAGICS.get(line.name)
             if line.name == "store" and "-r" in line.rest.split():
                 why = "`%store -r` restores names from IPython's store"
             if why is not None:
@@ -703,14 +753,14 @@ class _CellVisitor(ast.NodeVisitor):
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _root_name(node: ast.expr) -> str | None:
+def _root_name(node: ast.expr, *, through_calls: bool = True) -> str | None:
     """The name at the root of `a.b[c].d(...)`: a (None if the root is not a name)."""
     while True:
         if isinstance(node, ast.Name):
             return node.id
         if isinstance(node, (ast.Attribute, ast.Subscript)):
             node = node.value
-        elif isinstance(node, ast.Call):
+        elif through_calls and isinstance(node, ast.Call):
             node = node.func
         else:
             return None

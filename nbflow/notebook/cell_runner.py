@@ -42,7 +42,7 @@ class CellOptions:
     outputs: frozenset[str] | None = None
 
 
-@dataclass
+@dataclass(eq=False)
 class CellRecord:
     """A task cell this kernel has run: what `%nbflow run` re-runs when it is stale."""
 
@@ -104,13 +104,16 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     code = _compile(shell, python_source)
     deleted = sorted(names.deleted)
 
+    capture = OutputCapture(shell)
+
     def execute() -> CellResult:
-        with OutputCapture(shell) as captured:
-            value = eval(code, namespace)  # noqa: S307 - running the user's own cell is the point
-            if inspect.iscoroutine(value):
-                run_coro_sync(value)
+        capture.reset()
+        value = eval(code, namespace)  # noqa: S307 - running the user's own cell is the point
+        if inspect.iscoroutine(value):
+            run_coro_sync(value)
         kept = {n: namespace[n] for n in sorted(outputs) if n in namespace}
-        return CellResult(kept, deleted, captured.stdout, captured.stderr, captured.displays)
+        stdout, stderr, displays = capture.snapshot()
+        return CellResult(kept, deleted, stdout, stderr, displays)
 
     execute.__qualname__ = execute.__name__ = name
     key_before = None if options.cache else policy.key_or_none()  # for %nbflow run's staleness
@@ -124,7 +127,8 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     context = flow_context or session.context
     token = flow_run_context.set(context)
     try:
-        state = task(return_state=True)
+        with capture:
+            state = task(return_state=True)
     finally:
         flow_run_context.reset(token)
 
@@ -189,14 +193,15 @@ def _raise_user_error(shell: Any, state: State, cell_filename: str) -> None:
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != cell_filename:
         tb = tb.tb_next
-    if tb is not None:
-        etype, trimmed = type(exc), tb
+    etype, trimmed = type(exc), tb
 
-        def render() -> list[str]:
-            return shell.InteractiveTB.structured_traceback(etype, exc, trimmed)
+    def render() -> list[str]:
+        if trimmed is None:  # e.g. a timeout: nothing of the user's to show but the error
+            return [f"{etype.__name__}: {exc}"]
+        return shell.InteractiveTB.structured_traceback(etype, exc, trimmed)
 
-        try:
-            exc._render_traceback_ = render  # IPython shows this instead of the full traceback
-        except AttributeError:
-            pass
+    try:
+        exc._render_traceback_ = render  # IPython shows this instead of the full traceback
+    except AttributeError:
+        pass
     raise exc

@@ -23,6 +23,8 @@ _DURATION = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)(?P<unit>[smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+TASK_USAGE = ("usage: %%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--cache [EXPIRY]] "
+              "[--inputs a,b] [--outputs c]")
 NBFLOW_USAGE = """usage: %nbflow runs [--flow-name NAME] [--state STATE] [--limit N]
        %nbflow graph [RUN_ID]
        %nbflow cache clear
@@ -64,8 +66,11 @@ class NbflowMagics(Magics):
     @cell_magic
     def task(self, line: str, cell: str) -> None:
         """Run the cell as a tracked nbflow task run, with retries, a timeout and caching."""
-        usage = self.task.parser.format_usage().strip()
-        args = parse_argstring(self.task, line)
+        usage = TASK_USAGE
+        try:
+            args = parse_argstring(self.task, line)
+        except UsageError as exc:
+            raise UsageError(f"{str(exc).strip()}\n{usage}") from None
         options = self._cell_options(args, usage)
         try:
             run_cell(self.shell, cell, options)

@@ -1,0 +1,91 @@
+"""Run a notebook as one flow run with papermill: parameters checked, output kept, source untouched.
+
+The notebook executes in a fresh kernel and writes a new output notebook (under
+`$NBFLOW_HOME/runs/` unless told otherwise); the source is never modified. The
+kernel learns its flow run through `NBFLOW_FLOW_RUN_ID`, so its %%task cells are
+task runs of this flow run and flows it calls are child runs. A failing notebook
+ends Failed, naming the cell, the exception and its message; a dead kernel ends
+Crashed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from nbflow import settings
+from nbflow.deploy.notebook_params import check_parameters
+from nbflow.engine.models import FlowRun, new_run_id
+from nbflow.engine.states import State
+from nbflow.engine.transitions import enter_flow_state
+from nbflow.store.buffer import recorder
+
+
+@dataclass
+class NotebookRunResult:
+    """The outcome of one notebook run."""
+
+    flow_run_id: str
+    state: State
+    output_notebook: Path
+
+
+def default_output_path(notebook: Path, run_id: str) -> Path:
+    """`$NBFLOW_HOME/runs/<notebook name>/<UTC time>-<run id>.ipynb`."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return settings.home() / "runs" / notebook.stem / f"{stamp}-{run_id[:8]}.ipynb"
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_notebook(notebook: Path | str, parameters: dict[str, Any] | None = None, *,
+                 output: Path | str | None = None, flow_name: str | None = None,
+                 deployment_id: str | None = None, run_id: str | None = None) -> NotebookRunResult:
+    """Execute `notebook` with papermill as one flow run and return how it ended."""
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    source = Path(notebook).resolve()
+    values = check_parameters(source, parameters or {})
+    run = FlowRun(run_id or new_run_id(), flow_name or source.stem, parameters=values,
+                  deployment_id=deployment_id, created=time.time())
+    out = Path(output).resolve() if output else default_output_path(source, run.id)
+    if out == source:
+        raise ValueError(f"The output notebook must not be the source notebook ({source}); nbflow never "
+                         "modifies the source. Choose another output path.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    run.output_notebook = str(out)
+    enter_flow_state(run, "Pending")
+    enter_flow_state(run, "Running", f"Executing {source.name}")
+    try:
+        with _environ({"NBFLOW_FLOW_RUN_ID": run.id, "NBFLOW_FLOW_NAME": run.flow_name}):
+            papermill.execute_notebook(str(source), str(out), parameters=values, cwd=str(source.parent),
+                                       progress_bar=False, log_output=False)
+    except papermill.PapermillExecutionError as exc:
+        message = f"Cell {exc.cell_index} raised {exc.ename}: {exc.evalue}"
+        state = enter_flow_state(run, "Failed", message, exception=exc)
+    except DeadKernelError as exc:
+        state = enter_flow_state(run, "Crashed", f"The notebook's kernel died: {exc}", exception=exc)
+    except Exception as exc:  # the run ends recorded whatever went wrong; the caller sees the state
+        state = enter_flow_state(run, "Crashed", f"{type(exc).__name__}: {exc}", exception=exc)
+    else:
+        state = enter_flow_state(run, "Completed", f"Output notebook: {out}")
+    recorder.flush_quietly()
+    return NotebookRunResult(run.id, state, out)
