@@ -120,6 +120,18 @@ def resolve_inputs(args: tuple, kwargs: dict, results: dict[int, tuple[Any, Any]
     return found
 
 
+def submitted_upstream(args: tuple, kwargs: dict, wait_for: list | None) -> list[str]:
+    """Ids of the futures passed to a submitted task (arguments, one list level, wait_for), so its
+    edges are known while it is still Pending."""
+    ids = []
+    for value in (*args, *kwargs.values(), *(wait_for or ())):
+        if type(value) is TaskRunFuture:
+            ids.append(value.task_run.id)
+        elif type(value) in (list, tuple, FutureList):
+            ids.extend(v.task_run.id for v in value if type(v) is TaskRunFuture)
+    return ids
+
+
 def _upstream_state(future: TaskRunFuture, found: Inputs) -> State:
     state = future.final_state()
     found.upstream.append(future.task_run.id)
@@ -137,6 +149,8 @@ def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | No
     if kind is TaskRunFuture:
         state = _upstream_state(value, found)
         return state.result(raise_on_failure=False) if state.is_completed() else None
+    if kind is FutureList:
+        return [_resolve(v, found, results) for v in value]
     if results:
         _edge_from_result(value, found, results)
     if kind is list or kind is tuple or kind is set or kind is frozenset:

@@ -12,7 +12,7 @@ from nbflow.engine.cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy
 from nbflow.engine.calls import call_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context
 from nbflow.engine.driver import drive_async, drive_sync
-from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, unmapped
+from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream, unmapped
 from nbflow.engine.models import TaskRun, new_run_id
 from nbflow.engine.options import check_callable, check_hooks, check_tags, check_timeout
 from nbflow.engine.retries import check_retry_options
@@ -158,6 +158,7 @@ class Task:
         run = self._new_run(flow_ctx, dynamic_key)
         results = flow_ctx.results if flow_ctx else None
         wait_for = list(wait_for) if wait_for is not None else None
+        run.upstream = submitted_upstream(args, kwargs, wait_for)
 
         def drive() -> State:
             try:

@@ -29,6 +29,7 @@ STATE_COLOURS: dict[str, str] = {
 UNKNOWN_COLOUR = "#8c8c8c"
 FINAL_STATES = frozenset({"Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"})
 RUNNING_STATES = frozenset({"Running", "Retrying"})
+UNSTARTED_STATES = frozenset({"Pending", "Scheduled"})
 #: most telling state first: what a collapsed group of task runs is coloured by.
 _HEADLINE_ORDER = ("Crashed", "Failed", "TimedOut", "Cancelled", "Running", "Retrying",
                    "Pending", "Scheduled", "Completed", "Cached")
@@ -37,8 +38,10 @@ _HEADLINE_ORDER = ("Crashed", "Failed", "TimedOut", "Cancelled", "Running", "Ret
 ROWS_PER_COLUMN = 25
 #: layout: empty rows between two task groups stacked in one column.
 GROUP_GAP = 0.6
-#: layout: empty columns between two layers.
+#: layout: empty columns between two layers...
 LAYER_GAP = 1.5
+#: ...plus this many per extra column of a wide layer, so two big grids do not read as one.
+WIDE_LAYER_GAP = 0.3
 #: collapse: a task with more task runs than this in one layer is drawn as one node.
 COLLAPSE_THRESHOLD = 50
 
@@ -231,7 +234,7 @@ def collapse(graph: RunGraph, threshold: int = COLLAPSE_THRESHOLD) -> list[Displ
     """Display nodes in first-seen order: more than `threshold` runs of one task in one layer
     become one node labelled "name ×N"; edges are remapped onto the groups."""
     nodes = list(graph.nodes.values())
-    layer = layers(nodes)
+    layer = _settle_unstarted(nodes, layers(nodes))
     groups: dict[tuple[str, int], list[TaskNode]] = {}
     for node in nodes:
         groups.setdefault((node.task_name, layer[node.id]), []).append(node)
@@ -319,7 +322,7 @@ def layout(nodes: Sequence[_Placeable], rows_per_column: int = ROWS_PER_COLUMN) 
     places: a node added later never moves the nodes seen before it in its layer, unless it
     joins a block above them.
     """
-    layer = layers(nodes)
+    layer = _settle_unstarted(nodes, layers(nodes))
     blocks: dict[int, dict[str, list[str]]] = {}
     for node in nodes:
         blocks.setdefault(layer[node.id], {}).setdefault(node.group, []).append(node.id)
@@ -336,8 +339,24 @@ def layout(nodes: Sequence[_Placeable], rows_per_column: int = ROWS_PER_COLUMN) 
                 positions[node_id] = (x0 + column + c, row + r)
             last_column = max(last_column, column + (len(ids) - 1) // rows_per_column)
             row += height + GROUP_GAP
-        x0 += last_column + 1 + LAYER_GAP
+        x0 += last_column + 1 + LAYER_GAP + last_column * WIDE_LAYER_GAP
     return positions
+
+
+def _settle_unstarted(nodes: Sequence[_Placeable], layer: dict[str, int]) -> dict[str, int]:
+    """Put runs that have not started, and so have no recorded edges yet, with their task's runs.
+
+    The engine records a run's upstream when it starts; until then a pending `.map` child
+    would sit in the first layer and jump right when it starts.
+    """
+    deepest: dict[str, int] = {}
+    for node in nodes:
+        if node.upstream:
+            deepest[node.group] = max(deepest.get(node.group, 0), layer[node.id])
+    for node in nodes:
+        if not node.upstream and getattr(node, "state", None) in UNSTARTED_STATES and node.group in deepest:
+            layer[node.id] = deepest[node.group]
+    return layer
 
 
 # -- converting store values -------------------------------------------------------------------

@@ -182,10 +182,12 @@ def _svg_node(d: DisplayNode, x: float, y: float) -> str:
             tip += f"\n{_clip(d.error, MAX_ERROR_CHARS)}"
         return (f'<g><title>{_e(tip)}</title><circle cx="{x:.1f}" cy="{y:.1f}" r="7" '
                 f'fill="{state_colour(d.state)}" stroke="#fff" stroke-width="1.5"/>{label}</g>')
-    total = sum(d.counts.values())
+    # every state present gets at least 2 px, so 3 failures among 1,000 runs still show
+    widths = {state: max(2.0, 46 * n / sum(d.counts.values())) for state, n in d.counts.items()}
+    stretch = 46 / sum(widths.values())
     segments, offset = [], x - 23
-    for state, n in d.counts.items():
-        w = 46 * n / total
+    for state, w in widths.items():
+        w *= stretch
         segments.append(f'<rect x="{offset:.1f}" y="{y - 6:.1f}" width="{w:.2f}" height="12" '
                         f'fill="{state_colour(state)}"/>')
         offset += w

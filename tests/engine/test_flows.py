@@ -289,3 +289,41 @@ def test_sync_flow_calling_async_task_gets_a_value_not_a_coroutine() -> None:
 
     assert asyncio.run(inside_a_running_loop()) == 2
 
+
+
+def test_map_results_passed_whole_into_a_task_are_resolved_with_edges() -> None:
+    @task
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    @flow
+    def fan_in() -> int:
+        return total(double.map([1, 2, 3]))
+
+    assert fan_in() == 12
+    tasks = nbflow.task_runs()
+    total_row = tasks[tasks["task_name"] == "total"].iloc[0]
+    assert sorted(total_row["upstream"]) == sorted(tasks[tasks["task_name"] == "double"]["id"])
+
+
+def test_submitted_task_knows_its_upstream_while_pending() -> None:
+    import threading
+
+    gate = threading.Event()
+
+    @task
+    def slow() -> int:
+        gate.wait(5)
+        return 1
+
+    @flow
+    def pending_edges() -> list:
+        first = slow.submit()
+        second = double.submit(first)
+        upstream = list(second.task_run.upstream)
+        gate.set()
+        second.wait()
+        return [upstream, first.task_run.id]
+
+    upstream, first_id = pending_edges()
+    assert upstream == [first_id]
