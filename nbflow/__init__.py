@@ -29,3 +29,10 @@ def load_ipython_extension(shell: object) -> None:
     from nbflow.notebook.magics import load_ipython_extension as load
 
     load(shell)
+
+
+def _jupyter_server_extension_points() -> list[dict[str, object]]:
+    """Jupyter finds the nbflow server extension here (jupyter_server loads only then)."""
+    from nbflow.server.app import NbflowApp
+
+    return [{"module": "nbflow.server.app", "app": NbflowApp}]

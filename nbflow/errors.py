@@ -47,6 +47,15 @@ class StoreLockedError(StoreError):
         self.pid = pid
 
 
+class StoreBatchError(StoreError):
+    """The store refused a batch of run records because of the rows themselves (a malformed
+    row, a value that does not fit its column): writing the same batch again would fail again.
+
+    Every other StoreError is about the store (locked, disk full, damaged, too new) and a later
+    retry of the same batch may succeed.
+    """
+
+
 class StoreCorruptedError(StoreError):
     """The store file is damaged or is not a DuckDB database."""
 

@@ -12,10 +12,46 @@ from nbflow.store.backend import current_store
 
 def register(commands: Commands) -> None:
     server = add_group(commands, "server", help="The nbflow server and its run store.")
+    start = add_command(server, "start", start_server,
+                        help="Start the nbflow server (REST run API) that owns the run store.",
+                        description="Start the nbflow server standalone. It owns the run store while it "
+                                    "runs; other processes send their run events to it. The token comes "
+                                    "from NBFLOW_API_TOKEN, else a new one is made and printed.")
+    start.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    start.add_argument("--port", type=port_number, default=4200, help="port to listen on (default 4200)")
     database = add_group(server, "database", help="The run store: a DuckDB file under NBFLOW_HOME.")
     reset = add_command(database, "reset", reset_database,
                         help="Delete the run store: every flow run, task run and log line.")
     reset.add_argument("--yes", "-y", action="store_true", help="delete without asking for confirmation")
+
+
+def port_number(raw: str) -> int:
+    """An argparse type: a TCP port (0 picks a free one)."""
+    try:
+        port = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number; give 0-65535, e.g. 4200") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number; give 0-65535, e.g. 4200")
+    return port
+
+
+def start_server(args: argparse.Namespace) -> int:
+    import os
+    import secrets
+    import socket
+
+    from nbflow.server.standalone import run_standalone
+
+    if args.port:
+        with socket.socket() as probe:
+            try:
+                probe.bind((args.host, args.port))
+            except OSError as exc:
+                raise CommandError(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}. Stop what "
+                                   "uses that port or pass --port.") from None
+    token = os.environ.get("NBFLOW_API_TOKEN") or secrets.token_hex(24)
+    return run_standalone(args.host, args.port, token)
 
 
 def reset_database(args: argparse.Namespace) -> int:

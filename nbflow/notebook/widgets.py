@@ -265,6 +265,9 @@ class RunView(widgets.VBox):
             if graph.structure_version != self._structure:
                 self._draw_structure(nodes)
                 self._structure = graph.structure_version
+            # A batch update resets, in the browser, properties that other traces of the batch
+            # set and this one did not: restate the edges' mode or every edge end gets a marker.
+            fig.data[EDGES].mode = "lines"
             fig.data[NODES].marker.color = codes
             bars.marker.color = bars.marker.line.color = codes
             bars.base = np.nan_to_num(starts - t0)

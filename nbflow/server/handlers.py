@@ -1,0 +1,162 @@
+"""Thin request handlers: parse, call the layer below, answer JSON. Errors map in `errors.py`."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado import web
+
+from nbflow._version import __version__
+from nbflow.errors import NbflowError
+from nbflow.server import runs_api
+from nbflow.server.errors import bad_request, status_and_body
+from nbflow.store.records import TABLES, Batch
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+
+
+def api(method: Callable) -> Callable:
+    """Answer the handler's return value as JSON; map any exception to its status in one place."""
+
+    @functools.wraps(method)
+    async def wrapper(self: "NbflowHandler", *args: Any, **kwargs: Any) -> None:
+        try:
+            result = method(self, *args, **kwargs)
+            if hasattr(result, "__await__"):
+                result = await result
+        except web.HTTPError:
+            raise
+        except Exception as exc:
+            status, body = status_and_body(exc)
+            if status >= 500:
+                self.log.exception("nbflow API error on %s %s", self.request.method, self.request.path)
+            self.set_status(status)
+            self.finish(json.dumps(body))
+            return
+        if result is not None and not self._finished:
+            self.finish(json.dumps(result))
+
+    return wrapper
+
+
+class NbflowHandler(ExtensionHandlerMixin, APIHandler):
+    """Base of every nbflow API handler."""
+
+    @property
+    def store(self) -> Any:
+        return self.settings["nbflow_store"]
+
+    def arguments(self) -> dict[str, str]:
+        return {k: self.get_argument(k) for k in self.request.arguments}
+
+    def json_body(self) -> Any:
+        try:
+            return json.loads(self.request.body or b"null")
+        except ValueError as exc:
+            raise bad_request(f"The request body is not valid JSON: {exc}") from None
+
+
+class HealthHandler(NbflowHandler):
+    @allow_unauthenticated
+    @api
+    def get(self) -> dict:
+        return {"status": "ok", "version": __version__}
+
+
+class FlowsHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self) -> list:
+        return runs_api.list_flows(self.store)
+
+
+class FlowRunsHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self) -> list:
+        return runs_api.list_flow_runs(self.store, self.arguments())
+
+
+class FlowRunHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> dict:
+        return runs_api.get_flow_run(self.store, run_id)
+
+
+class TaskRunsHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> list:
+        return runs_api.list_task_runs(self.store, run_id, self.arguments())
+
+
+class LogsHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> list:
+        return runs_api.list_logs(self.store, run_id, self.arguments())
+
+
+class EventsHandler(NbflowHandler):
+    """Batched run events from kernels, notebooks and workers in server mode."""
+
+    @web.authenticated
+    @api
+    def post(self) -> dict:
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a JSON object of tables: {\"flow_runs\": [[...], ...], ...}.")
+        unknown = sorted(set(body) - set(TABLES))
+        if unknown:
+            raise bad_request(f"Unknown table(s) {', '.join(unknown)}; known: {', '.join(TABLES)}.", unknown[0])
+        batch = Batch()
+        for table, rows in body.items():
+            width = len(TABLES[table])
+            if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) != width for r in rows):
+                raise bad_request(f"Every row of {table} must be a list of {width} values "
+                                  f"({', '.join(TABLES[table])}).", table)
+            setattr(batch, table, [tuple(r) for r in rows])
+        self.store.write(batch)
+        return {"written": len(batch)}
+
+
+class SqlHandler(NbflowHandler):
+    """Read-only SQL over the run store for clients in server mode (nbflow.sql, %nbflow sql)."""
+
+    @web.authenticated
+    @api
+    def post(self) -> None:
+        body = self.json_body()
+        if not isinstance(body, dict) or not isinstance(body.get("sql"), str) or not body["sql"].strip():
+            raise bad_request("The body must be {\"sql\": \"select ...\", \"params\": [...]}.", "sql")
+        params = body.get("params") or []
+        if not isinstance(params, list):
+            raise bad_request("params must be a list of values for the query's ? placeholders.", "params")
+        try:
+            table = _query_arrow(self.store, body["sql"], params)
+        except NbflowError:
+            raise
+        except Exception as exc:  # DuckDB's own error for the user's SQL: bad input, not ours
+            raise bad_request(f"The query failed: {exc}", "sql") from None
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        self.finish(sink.getvalue().to_pybytes(), set_content_type=ARROW_STREAM)
+
+
+def _query_arrow(store: Any, sql: str, params: list) -> Any:
+    """Run a query as an Arrow table (directly when the store can, else via a DataFrame)."""
+    direct = getattr(store, "query_arrow", None)
+    if direct is not None:
+        return direct(sql, params)
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(store.query(sql, params), preserve_index=False)

@@ -1,0 +1,102 @@
+"""What the run routes answer: flows, flow runs, task runs and logs as JSON-ready dicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from nbflow.engine.states import STATE_TYPES
+from nbflow.server.errors import bad_request
+from nbflow.store import queries
+
+FLOW_RUN_FIELDS = ("id", "flow_name", "deployment_id", "state", "state_message", "parameters",
+                   "scheduled_time", "start_time", "end_time", "output_notebook", "parent_flow_run_id",
+                   "duration_s", "run_count", "tags")
+TASK_RUN_FIELDS = ("id", "flow_run_id", "task_name", "state", "state_message", "error", "upstream",
+                   "dynamic_key", "run_count", "cache_key", "start_time", "end_time", "duration_s")
+LOG_FIELDS = ("timestamp", "level", "level_name", "logger", "flow_run_id", "task_run_id", "message")
+_STATES = {name.lower(): name for name in STATE_TYPES}
+MAX_LIMIT = 1000
+
+
+def jsonable(value: Any) -> Any:
+    """A value from a DataFrame row as JSON: times as ISO 8601 UTC, NaN/NaT as null."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "to_pydatetime"):
+        if str(value) == "NaT":
+            return None
+        value = value.to_pydatetime()
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        return value.item()  # numpy scalar
+    return value
+
+
+def records(frame: Any, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    present = [f for f in fields if f in frame.columns]
+    return [{f: jsonable(row[f]) for f in present} for row in frame[present].to_dict("records")]
+
+
+def page(arguments: dict[str, str], default_limit: int = 100) -> tuple[int, int]:
+    """`limit` (1..1000) and `offset` (>= 0) from the query string."""
+    limit = _int(arguments, "limit", default_limit)
+    offset = _int(arguments, "offset", 0)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise bad_request(f"limit must be between 1 and {MAX_LIMIT}; got {limit}.", "limit")
+    if offset < 0:
+        raise bad_request(f"offset must be 0 or more; got {offset}.", "offset")
+    return limit, offset
+
+
+def _int(arguments: dict[str, str], name: str, default: int) -> int:
+    raw = arguments.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a whole number; got {raw!r}.", name) from None
+
+
+def state_filter(raw: str | None) -> str | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return _STATES[raw.lower()]
+    except KeyError:
+        raise bad_request(f"state must be one of {', '.join(STATE_TYPES)}; got {raw!r}.", "state") from None
+
+
+def list_flows(store: Any) -> list[dict[str, Any]]:
+    return records(queries.flows(store), ("flow_name", "runs", "last_run_start", "last_state"))
+
+
+def list_flow_runs(store: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
+    limit, offset = page(arguments)
+    frame = queries.runs(store, flow_name=arguments.get("flow_name") or None,
+                         state=state_filter(arguments.get("state")), limit=limit, offset=offset)
+    return records(frame, FLOW_RUN_FIELDS)
+
+
+def get_flow_run(store: Any, run_id: str) -> dict[str, Any]:
+    run = queries.flow_run(store, run_id)
+    return {f: jsonable(run.get(f)) for f in FLOW_RUN_FIELDS}
+
+
+def list_task_runs(store: Any, run_id: str, arguments: dict[str, str]) -> list[dict[str, Any]]:
+    limit, offset = page(arguments, default_limit=MAX_LIMIT)
+    full_id = queries.flow_run(store, run_id)["id"]
+    frame = queries.task_runs(store, flow_run_id=full_id)
+    return records(frame.iloc[offset:offset + limit], TASK_RUN_FIELDS)
+
+
+def list_logs(store: Any, run_id: str, arguments: dict[str, str]) -> list[dict[str, Any]]:
+    limit, offset = page(arguments, default_limit=MAX_LIMIT)
+    full_id = queries.flow_run(store, run_id)["id"]
+    frame = queries.logs(store, full_id).iloc[::-1]  # list routes are newest first
+    return records(frame.iloc[offset:offset + limit], LOG_FIELDS)

@@ -1,0 +1,25 @@
+"""`nbflow server start`: the same ExtensionApp, launched on its own Jupyter server."""
+
+from __future__ import annotations
+
+import os
+
+from nbflow import settings
+from nbflow.server.app import NbflowApp
+
+
+def run_standalone(host: str, port: int, token: str) -> int:
+    """Serve until interrupted; print the URL and token once listening."""
+    os.environ["NBFLOW_API_TOKEN"] = token
+    NbflowApp.announce = True
+    argv = [
+        f"--ServerApp.ip={host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+        f"--ServerApp.root_dir={settings.home()}", "--ServerApp.allow_unauthenticated_access=False",
+        f"--ServerApp.runtime_dir={settings.home() / 'jupyter-runtime'}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--ServerApp.allow_root=True")  # containers and CI run as root
+    NbflowApp.launch_instance(argv=argv)
+    return 0
+
