@@ -121,7 +121,7 @@ class Task:
             return self._call_async(flow_ctx, args, kwargs, return_state, wait_for)
         run = self._new_run(flow_ctx)
         inputs = resolve_inputs(args, kwargs, flow_ctx.results if flow_ctx else None, wait_for)
-        run.upstream = inputs.upstream
+        _merge_upstream(run, inputs.upstream)
         try:
             state = drive_sync(task_run_steps(self, run, inputs, flow_ctx, call_sync))
         except BaseException as exc:
@@ -133,7 +133,7 @@ class Task:
                           return_state: bool, wait_for: Iterable[Any] | None) -> Any:
         run = self._new_run(flow_ctx)
         inputs = resolve_inputs(args, kwargs, flow_ctx.results if flow_ctx else None, wait_for)
-        run.upstream = inputs.upstream
+        _merge_upstream(run, inputs.upstream)
         try:
             state = await drive_async(task_run_steps(self, run, inputs, flow_ctx, call_sync))
         except BaseException as exc:
@@ -163,7 +163,7 @@ class Task:
         def drive() -> State:
             try:
                 inputs = resolve_inputs(args, kwargs, results, wait_for)
-                run.upstream = inputs.upstream
+                _merge_upstream(run, inputs.upstream)
                 return drive_sync(task_run_steps(self, run, inputs, flow_ctx, runner.call))
             except BaseException as exc:  # noqa: BLE001 - a future must always end in a state
                 return _crashed(run, exc)
@@ -204,6 +204,14 @@ class _BoundTask:
 
     def map(self, *args: Any, **kwargs: Any) -> FutureList:
         return self.task.map(unmapped(self.instance), *args, **kwargs)
+
+
+def _merge_upstream(run: TaskRun, found: list[str]) -> None:
+    """Add the edges found among the inputs to those known before (at submit, or set by a subclass)."""
+    if not run.upstream:
+        run.upstream = found
+    else:
+        run.upstream = run.upstream + [u for u in found if u not in run.upstream]
 
 
 def _effective_policy(cache_key_fn: Callable | None, cache_policy: CachePolicy | None) -> CachePolicy | None:

@@ -10,6 +10,8 @@ import types
 from dataclasses import dataclass, field
 from typing import Any
 
+from IPython.display import display
+
 from nbflow.engine import caching
 from nbflow.engine.calls import run_coro_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context
@@ -54,6 +56,21 @@ class CellRecord:
     last_key: str | None = None
     last_state: str | None = None
     history: list[str] = field(default_factory=list)
+
+
+class CellTask(Task):
+    """The task of one %%task cell run: its edges come from the cells that made its inputs."""
+
+    def __init__(self, fn: Any, *, upstream: list[str], **options: Any) -> None:
+        super().__init__(fn, **options)
+        self.cell_upstream = upstream
+        self.last_run: Any = None
+
+    def _new_run(self, flow_ctx: Any, dynamic_key: int | None = None) -> Any:
+        run = super()._new_run(flow_ctx, dynamic_key)
+        run.upstream = list(self.cell_upstream)
+        self.last_run = run
+        return run
 
 
 def cell_name(options: CellOptions, names: CellNames, execution_count: int | None) -> str:
@@ -101,29 +118,33 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     inputs, outputs = prepared.inputs, prepared.outputs
     namespace = shell.user_ns
     name = cell_name(options, names, shell.execution_count)
-    code = _compile(shell, python_source)
+    code, last_expression = _compile(shell, python_source)
     deleted = sorted(names.deleted)
 
     capture = OutputCapture(shell)
 
     def execute() -> CellResult:
         capture.reset()
-        value = eval(code, namespace)  # noqa: S307 - running the user's own cell is the point
-        if inspect.iscoroutine(value):
-            run_coro_sync(value)
+        _run_code(code, namespace)
+        if last_expression is not None:  # shown like a normal cell's result (and replayed)
+            value = _run_code(last_expression, namespace)
+            if value is not None:
+                display(value)
         kept = {n: namespace[n] for n in sorted(outputs) if n in namespace}
         stdout, stderr, displays = capture.snapshot()
         return CellResult(kept, deleted, stdout, stderr, displays)
 
     execute.__qualname__ = execute.__name__ = name
     key_before = None if options.cache else policy.key_or_none()  # for %nbflow run's staleness
-    task = Task(execute, name=name, retries=options.retries, retry_delay_seconds=options.retry_delay,
-                timeout_seconds=options.timeout, cache_policy=policy if options.cache else None,
-                cache_expiration=options.cache_expiration)
+    session = current_session()
+    upstream = sorted({session.producers[n] for n in inputs if n in session.producers})
+    task = CellTask(execute, upstream=upstream, name=name, retries=options.retries,
+                    retry_delay_seconds=options.retry_delay, timeout_seconds=options.timeout,
+                    cache_policy=policy if options.cache else None,
+                    cache_expiration=options.cache_expiration)
     task.task_key = f"cell:{name}"
     task.result_storage = CellResultStorage(caching.result_store())
 
-    session = current_session()
     context = flow_context or session.context
     token = flow_run_context.set(context)
     try:
@@ -141,6 +162,9 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     session.cell_finished(name, state)
 
     record.last_key = policy.last_key if options.cache else key_before
+    if state.is_completed() and task.last_run is not None:
+        for output in outputs:
+            session.producers[output] = task.last_run.id
     if state.name == "Cached":
         _restore(shell, state.result())
     elif state.is_completed():
@@ -151,10 +175,22 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     return state
 
 
-def _compile(shell: Any, python_source: str) -> types.CodeType:
+def _compile(shell: Any, python_source: str) -> tuple[types.CodeType, types.CodeType | None]:
+    """The cell's code, and its last line separately when that is an expression to show."""
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     filename = shell.compile.cache(python_source, shell.execution_count)
-    return compile(python_source, filename, "exec", flags=flags, dont_inherit=True)
+    tree = ast.parse(python_source, filename)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr) and not python_source.rstrip().endswith(";"):
+        last = compile(ast.Expression(tree.body.pop().value), filename, "eval", flags=flags, dont_inherit=True)
+    return compile(tree, filename, "exec", flags=flags, dont_inherit=True), last
+
+
+def _run_code(code: types.CodeType, namespace: dict) -> Any:
+    value = eval(code, namespace)  # noqa: S307 - running the user's own cell is the point
+    if inspect.iscoroutine(value):
+        value = run_coro_sync(value)
+    return value
 
 
 def _restore(shell: Any, result: CellResult) -> None:

@@ -57,6 +57,8 @@ class NotebookSession:
         self.failed_cells: set[str] = set()
         #: task cells run in this kernel, by name, in first-run order (for `%nbflow run`).
         self.cells: dict[str, Any] = {}
+        #: variable -> id of the task run of the cell that last wrote it (edges between cells).
+        self.producers: dict[str, str] = {}
         if not self.adopted:
             enter_flow_state(run, "Pending")
             enter_flow_state(run, "Running", f"Notebook session of {self.flow.name}")
