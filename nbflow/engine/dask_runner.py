@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 from typing import Any, Callable
 
-from nbflow.engine.task_runners import TaskRunner, run_pickled_call
-from nbflow.errors import NbflowError, TimedOutError
+from nbflow.engine.task_runners import TaskRunner, call_pickled, run_pickled_call
+from nbflow.errors import NbflowError
 
 
 class DaskTaskRunner(TaskRunner):
@@ -53,21 +52,10 @@ class DaskTaskRunner(TaskRunner):
 
     def call(self, fn: Callable, args: tuple, kwargs: dict, is_async: bool,
              timeout: float | None) -> Any:
-        import cloudpickle
-
         if self.client is None:
             self.start()
-        payload = cloudpickle.dumps((fn, args, kwargs, is_async))
-        future = self.client.submit(run_pickled_call, payload, pure=False)
-        try:
-            ok, blob = future.result(timeout=timeout)
-        except (concurrent.futures.TimeoutError, TimeoutError):
-            future.cancel()
-            raise TimedOutError(f"Timed out after {timeout:g} s (timeout_seconds={timeout:g}).") from None
-        value = cloudpickle.loads(blob)
-        if ok:
-            return value
-        raise value
+        return call_pickled(lambda payload: self.client.submit(run_pickled_call, payload, pure=False),
+                            fn, args, kwargs, is_async, timeout)
 
     def shutdown(self, wait: bool = True) -> None:
         super().shutdown(wait)

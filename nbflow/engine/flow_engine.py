@@ -12,6 +12,7 @@ from typing import Any
 from nbflow.engine.context import FlowRunContext, flow_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
 from nbflow.engine.futures import TaskRunFuture, wait
+from nbflow.engine.hooks import run_hooks
 from nbflow.engine.models import FlowRun
 from nbflow.engine.retries import retry_delay
 from nbflow.engine.run_logging import flow_run_logger, install_print_hook, log_prints_enabled
@@ -130,9 +131,4 @@ def _close_runner(ctx: FlowRunContext) -> None:
 
 
 def _run_hooks(flow: Any, hooks: list, run: FlowRun, state: State) -> None:
-    for hook in hooks:
-        try:
-            hook(flow, run, state)
-        except Exception:
-            flow_run_logger(run).exception("Hook %r raised; the run's state is unchanged",
-                                           getattr(hook, "__name__", hook))
+    run_hooks(flow, hooks, run, state, flow_run_logger(run))

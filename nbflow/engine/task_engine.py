@@ -14,6 +14,7 @@ from nbflow.engine import caching
 from nbflow.engine.context import FlowRunContext, TaskRunContext, task_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
 from nbflow.engine.futures import Inputs
+from nbflow.engine.hooks import run_hooks
 from nbflow.engine.models import TaskRun
 from nbflow.engine.retries import retry_delay
 from nbflow.engine.run_logging import install_print_hook, log_prints_enabled, task_run_logger
@@ -172,9 +173,4 @@ def _upstream_cache_keys(parameters: dict[str, Any], results: dict[int, tuple[An
 
 
 def _run_hooks(task: Any, hooks: list, run: TaskRun, state: State) -> None:
-    for hook in hooks:
-        try:
-            hook(task, run, state)
-        except Exception:
-            task_run_logger(run).exception("Hook %r raised; the run's state is unchanged",
-                                           getattr(hook, "__name__", hook))
+    run_hooks(task, hooks, run, state, task_run_logger(run))

@@ -96,27 +96,34 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     def call(self, fn: Callable, args: tuple, kwargs: dict, is_async: bool,
              timeout: float | None) -> Any:
-        import cloudpickle
-
         if self._processes is None:
             self.start()
-        payload = cloudpickle.dumps((fn, args, kwargs, is_async))
-        future = self._processes.submit(run_pickled_call, payload)
-        try:
-            ok, blob = future.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimedOutError(f"Timed out after {timeout:g} s (timeout_seconds={timeout:g}).") from None
-        value = cloudpickle.loads(blob)
-        if ok:
-            return value
-        raise value
+        return call_pickled(lambda payload: self._processes.submit(run_pickled_call, payload),
+                            fn, args, kwargs, is_async, timeout)
 
     def shutdown(self, wait: bool = True) -> None:
         super().shutdown(wait)
         if self._processes is not None:
             self._processes.shutdown(wait=wait, cancel_futures=not wait)
             self._processes = None
+
+
+def call_pickled(submit: Callable[[bytes], Any], fn: Callable, args: tuple, kwargs: dict,
+                 is_async: bool, timeout: float | None) -> Any:
+    """Send a call to another process as cloudpickle through `submit` (which returns a future of
+    `run_pickled_call`'s answer), wait up to `timeout`, and return its value or raise its error."""
+    import cloudpickle
+
+    future = submit(cloudpickle.dumps((fn, args, kwargs, is_async)))
+    try:
+        ok, blob = future.result(timeout=timeout)
+    except (concurrent.futures.TimeoutError, TimeoutError):
+        future.cancel()
+        raise TimedOutError(f"Timed out after {timeout:g} s (timeout_seconds={timeout:g}).") from None
+    value = cloudpickle.loads(blob)
+    if ok:
+        return value
+    raise value
 
 
 def run_pickled_call(payload: bytes) -> tuple[bool, bytes]:

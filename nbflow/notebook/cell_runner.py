@@ -15,7 +15,6 @@ from IPython.display import display
 from nbflow.engine import caching
 from nbflow.engine.calls import run_coro_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context
-from nbflow.engine.run_logging import task_run_logger
 from nbflow.engine.states import State
 from nbflow.engine.tasks import Task
 from nbflow.errors import FingerprintError

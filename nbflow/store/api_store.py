@@ -12,7 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nbflow.errors import StoreBatchError, StoreError
 from nbflow.store.records import TABLES, Batch
