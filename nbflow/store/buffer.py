@@ -4,6 +4,11 @@ Recording a state change is a few list appends; no task ever waits on the
 database. One writer thread per process wakes every `settings.flush_interval()`
 seconds (or sooner when the buffer grows), turns the runs that changed into rows
 and writes them in one transaction. At interpreter exit the rest is flushed.
+
+A batch the store could not take yet (locked, disk full, damaged file) stays pending and
+is retried with the next one. A batch the store refuses for what it holds (StoreBatchError:
+a malformed row) or that hits a bug would fail forever and hold back every later record, so
+it is quarantined instead: written as JSON to ``<NBFLOW_HOME>/quarantine/`` and dropped.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import time
 from typing import Any, Callable
 
 from nbflow import settings
-from nbflow.errors import StoreError
+from nbflow.errors import StoreBatchError, StoreError
+from nbflow.store import records
 from nbflow.store.records import Batch
 
 logger = logging.getLogger("nbflow.store")
@@ -182,21 +188,65 @@ class Recorder:
         return batch
 
     def flush(self, write: Callable[[Batch], None] | None = None) -> int:
-        """Write everything buffered now; on failure keep it for the next try and raise."""
+        """Write everything buffered now; return how many rows were written.
+
+        On a failure the store may get over (see _refused) keep the rows for the next try and
+        raise. A batch the store refuses is quarantined (see quarantine()) and not raised.
+        """
+        write = write or self._write or _default_write
         with self._flush_lock:
-            batch = self._pending
-            batch.extend(self.drain())
-            self._pending = Batch()
+            fresh = self.drain()
+            earlier, self._pending = self._pending, Batch()
+            batch = Batch()
+            batch.extend(earlier)
+            batch.extend(fresh)
             if not len(batch):
                 return 0
             try:
-                (write or self._write or _default_write)(batch)
-            except BaseException:
-                batch.extend(self._pending)
-                self._pending = batch
-                raise
+                write(batch)
+            except BaseException as exc:
+                if not _refused(exc):
+                    self._pending = batch
+                    raise
+                if not (len(earlier) and len(fresh)):
+                    self._quarantine_or_keep(batch, exc)
+                    return 0
+                # Rows kept from a failed try and new rows: write them apart, so that the part
+                # at fault is quarantined alone (a refused batch writes nothing).
+                written = 0
+                parts = [earlier, fresh]
+                while parts:
+                    part = parts.pop(0)
+                    try:
+                        write(part)
+                    except BaseException as part_exc:
+                        if not _refused(part_exc):
+                            for later in parts:
+                                part.extend(later)
+                            self._pending = part
+                            raise
+                        self._quarantine_or_keep(part, part_exc, after=parts)
+                    else:
+                        written += len(part)
+                return written
             self._last_error = None
             return len(batch)
+
+    def _quarantine_or_keep(self, batch: Batch, exc: BaseException,
+                            after: "list[Batch] | tuple" = ()) -> None:
+        """Quarantine a refused batch; if even that fails keep it (and `after`) pending and raise."""
+        try:
+            path = quarantine(batch, exc)
+        except OSError as save_exc:
+            logger.error("nbflow could not quarantine %d refused run records (%s) in %s: %s; "
+                         "keeping them in memory", len(batch), exc, settings.home(), save_exc)
+            for later in after:
+                batch.extend(later)
+            self._pending = batch
+            raise exc from None
+        logger.error("nbflow could not save %d run records and moved them to %s: %s: %s. They "
+                     "will not be retried; later records are saved as usual.",
+                     len(batch), path, type(exc).__name__, exc)
 
     def flush_quietly(self) -> None:
         """Flush, logging instead of raising on failure (used when switching homes)."""
@@ -214,6 +264,73 @@ class Recorder:
         except Exception as exc:  # the process is ending: report, do not raise
             lost = len(self._pending)
             print(f"nbflow: {lost} run records could not be saved: {exc}", file=__import__("sys").stderr)
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when writing the same batch again would fail again: quarantine it.
+
+    The store says so with StoreBatchError. Every other StoreError (StoreLockedError, a full
+    disk, permissions, a damaged or newer file) and any OSError (also as a cause) is about the
+    store or the machine: the batch is kept and retried. Any other exception is a bug on the
+    way to the store and counts as refused; KeyboardInterrupt, SystemExit and MemoryError never.
+    """
+    if isinstance(exc, StoreBatchError):
+        return True
+    if not isinstance(exc, Exception) or isinstance(exc, (StoreError, OSError, MemoryError)):
+        return False
+    cause = exc.__cause__ or exc.__context__
+    seen = 0
+    while cause is not None and seen < 20:
+        if isinstance(cause, OSError):
+            return False
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return True
+
+
+def quarantine(batch: Batch, exc: BaseException) -> Any:
+    """Write a refused batch as JSON to <NBFLOW_HOME>/quarantine/<UTC timestamp>-<pid>.json.
+
+    The file holds the error and, per table, its columns and rows (values that are not JSON
+    are written with str()); load_quarantined() reads it back. Returns the file's path.
+    """
+    now = time.time()
+    directory = settings.home() / "quarantine"
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(int(now))) + f".{int(now * 1e6) % 1_000_000:06d}Z"
+    payload = {
+        "error": f"{type(exc).__name__}: {exc}", "time": now, "host": _HOST, "pid": os.getpid(),
+        "tables": {name: {"columns": list(columns), "rows": getattr(batch, name)}
+                   for name, columns in records.TABLES.items() if getattr(batch, name)},
+    }
+    text = json.dumps(payload, default=str)
+    for attempt in range(100):
+        path = directory / f"{stamp}-{os.getpid()}{f'-{attempt}' if attempt else ''}.json"
+        try:
+            f = open(path, "x", encoding="utf-8")
+        except FileExistsError:
+            continue
+        try:
+            with f:
+                f.write(text)
+        except BaseException:  # e.g. the disk is full: leave no half a file behind
+            path.unlink(missing_ok=True)
+            raise
+        return path
+    raise FileExistsError(f"no free quarantine file name for {stamp}-{os.getpid()} in {directory}")
+
+
+def load_quarantined(path: Any) -> Batch:
+    """The batch in a quarantine file, its rows in the current records column order (columns
+    the file lacks are None). Fix the rows, then e.g. ``current_store().write(batch)``."""
+    with open(path, encoding="utf-8") as f:
+        payload = json.load(f)
+    batch = Batch()
+    for name, table in payload["tables"].items():
+        index = {c: i for i, c in enumerate(table["columns"])}
+        getattr(batch, name).extend(
+            tuple(row[index[c]] if c in index else None for c in records.TABLES[name])
+            for row in table["rows"])
+    return batch
 
 
 def _flow_run_row(r: Any, now: float, pid: int, process_start: float) -> tuple:

@@ -22,7 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from nbflow.errors import StoreCorruptedError, StoreError, StoreLockedError
+from nbflow.errors import StoreBatchError, StoreCorruptedError, StoreError, StoreLockedError
 from nbflow.store import records, schema
 from nbflow.store.liveness import is_process_alive
 
@@ -31,8 +31,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("nbflow.store")
 
-#: a non-DuckDB file must not make DuckDB download an extension to read it.
-DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+#: a non-DuckDB file must not make DuckDB download an extension to read it. A new file is
+#: created in storage format v1.4.0 with 64 KiB blocks: every write closes the file, and closing
+#: checkpoints, which in that format costs far less (a small write into a store of 1,000 runs:
+#: ~80 ms of CPU instead of ~140 ms with DuckDB's default v0.10.2 format and 256 KiB blocks; see
+#: benchmarks/store_write.py). duckdb >= 1.4.0 reads and writes it (the pin is >= 1.4.4). Both
+#: settings apply only when a file is created: an existing file keeps its format and blocks.
+DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False,
+                 "storage_compatibility_version": "v1.4.0", "default_block_size": "65536"}
 
 BACKOFF_START_S = 0.005
 BACKOFF_CAP_S = 0.2
@@ -46,6 +52,10 @@ _HOST = socket.gethostname()
 
 #: tables upserted by key (the latest snapshot wins); the others are append-only.
 _UPSERT = {"flow_runs", "task_runs", "cache_entries"}
+#: DuckDB errors of a write that are not the batch's fault: retrying the same batch later may
+#: work (with the disk, permission and corruption errors that _classify recognises).
+_NOT_THE_BATCH = ("IOException", "OutOfMemoryException", "InterruptException",
+                  "TransactionException", "FatalException", "ConnectionException")
 
 _path_locks: dict[str, threading.Lock] = {}
 _path_locks_guard = threading.Lock()
@@ -96,14 +106,24 @@ class EmbeddedStore:
 
         Idempotent: runs and cache entries are upserted by id, history and logs are
         ignored when their (run_id, seq) is already stored, so a batch may be written twice.
+        The tables have no keys or indexes (see schema.KEYS): the statements keep them unique.
+
+        Raises StoreBatchError when the batch itself is refused (a malformed row, a value
+        DuckDB cannot store): writing it again would fail again. Any other StoreError
+        (StoreLockedError, a full disk, a damaged file) is about the store: retry later.
         """
+        import duckdb
+
         tables = _batch_to_arrow(batch)
         if not tables:
             return
         with self._connect() as con, self._transaction(con, "write run records to"):
             self._mark_crashed(con)
-            for name, table in tables.items():
-                _insert(con, name, table)
+            try:
+                for name, table in tables.items():
+                    _insert(con, name, table)
+            except duckdb.Error as exc:
+                raise self._batch_failure(exc) from exc
 
     def query(self, sql: str, params: list | None = None) -> "pandas.DataFrame":
         """Run one SQL statement (parameters bound, never formatted in) and return a DataFrame."""
@@ -267,6 +287,20 @@ class EmbeddedStore:
             return self._corrupted(message)
         return None
 
+    def _batch_failure(self, exc: BaseException) -> StoreError:
+        """Error for a failed insert: the batch's fault unless DuckDB says otherwise."""
+        classified = self._classify(exc)
+        if classified is not None:
+            return classified
+        if type(exc).__name__ in _NOT_THE_BATCH:
+            return StoreError(f"Could not write run records to the run store {self.path}: {exc}. "
+                              f"Nothing of this transaction was written.")
+        return StoreBatchError(
+            f"The run store {self.path} refused a batch of run records: {exc}. Nothing of this "
+            f"transaction was written; the same rows would fail again, so look for the value "
+            f"that does not fit its column where the row is built."
+        )
+
     def _corrupted(self, message: str) -> StoreCorruptedError:
         return StoreCorruptedError(
             f"The run store {self.path} is damaged or is not a DuckDB database ({message}). "
@@ -338,8 +372,9 @@ class EmbeddedStore:
                     "FROM nbflow_crashed_runs c WHERE task_runs.id = c.id AND c.run_kind = 'task'",
                     [now_ts, now_ts, now_ts],
                 )
+            # Unique without a key: seq is one past the run's last, and we hold the file.
             con.execute(
-                "INSERT OR IGNORE INTO state_history "
+                "INSERT INTO state_history "
                 "(run_id, seq, run_kind, state, state_type, message, timestamp) "
                 "SELECT c.id, coalesce(h.last_seq, 0) + 1, c.run_kind, 'Crashed', 'CRASHED', "
                 "c.message, ? FROM nbflow_crashed_runs c LEFT JOIN "
@@ -375,23 +410,40 @@ def _rollback(con: Any) -> None:
 # -- rows to Arrow ------------------------------------------------------------------------
 
 def _batch_to_arrow(batch: records.Batch) -> dict[str, Any]:
-    """The batch's non-empty tables as Arrow tables, deduplicated by key, validated."""
+    """The batch's non-empty tables as Arrow tables, deduplicated by key, validated.
+
+    Raises StoreBatchError for a row that cannot be stored.
+    """
     tables = {}
     for name, columns in records.TABLES.items():
         rows = getattr(batch, name)
         if not rows:
             continue
-        widths = set(map(len, rows))
+        try:
+            widths = set(map(len, rows))
+        except TypeError:
+            widths = {None}
         if widths != {len(columns)}:
-            bad = next(r for r in rows if len(r) != len(columns))
-            raise StoreError(
-                f"A {name} row has {len(bad)} values but records.{name} has {len(columns)} "
+            bad = next(r for r in rows if not isinstance(r, (tuple, list)) or len(r) != len(columns))
+            size = len(bad) if isinstance(bad, (tuple, list)) else "no"
+            raise StoreBatchError(
+                f"A {name} row has {size} values but records.{name} has {len(columns)} "
                 f"columns {columns}: {bad!r}. Build rows in records column order."
             )
-        # DuckDB keeps the *first* of several rows with one key in a statement; snapshots
-        # must keep the last. Append-only tables want the first, which INSERT OR IGNORE keeps.
-        if name in _UPSERT and len({r[0] for r in rows}) != len(rows):
-            rows = list({r[0]: r for r in rows}.values())
+        key = schema.KEYS[name]
+        if any(r[0] is None for r in rows) or (len(key) == 2 and any(r[1] is None for r in rows)):
+            bad = next(r for r in rows if r[0] is None or (len(key) == 2 and r[1] is None))
+            raise StoreBatchError(f"A {name} row has no {' or '.join(key)} (its key): {bad!r}.")
+        # The tables have no keys (schema.KEYS), so duplicates are removed here: snapshots of
+        # a run keep the last, append-only rows (history, logs) the first of one (run_id, seq).
+        if name in _UPSERT:
+            if len({r[0] for r in rows}) != len(rows):
+                rows = list({r[0]: r for r in rows}.values())
+        elif len({(r[0], r[1]) for r in rows}) != len(rows):
+            first: dict[tuple, tuple] = {}
+            for r in rows:
+                first.setdefault((r[0], r[1]), r)
+            rows = list(first.values())
         tables[name] = _rows_to_table(name, columns, rows)
     return tables
 
@@ -419,23 +471,43 @@ def _column(table: str, column: str, values: list) -> Any:
             return seconds
         micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
         return micros.cast(pa.timestamp("us"))
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
         expected = {"VARCHAR": str, "INTEGER": int}.get(kind, (int, float))
         bad = next((v for v in values if v is not None and not isinstance(v, expected)), None)
         what = {"VARCHAR": "text", "INTEGER": "integers",
                 "DOUBLE": "numbers", "TIMESTAMP": "float epoch seconds"}[kind]
-        raise StoreError(
+        raise StoreBatchError(
             f"Column {table}.{column} holds {what} or None, but a row has {bad!r} "
             f"({type(bad).__name__}): {exc}. Convert it where the row is built."
         ) from exc
 
 
 def _insert(con: Any, name: str, table: Any) -> None:
+    """Add a deduplicated batch table idempotently, without relying on a key or index.
+
+    Snapshot tables: delete the stored rows with the batch's keys, then insert (an upsert).
+    Append-only tables: insert the rows whose (run_id, seq) is not stored yet; only the stored
+    rows of the batch's run_ids are compared (a semi-join, then an anti-join).
+    """
     view = f"nbflow_batch_{name}"
     cols = ", ".join(f'"{c}"' for c in table.column_names)
-    verb = "INSERT OR REPLACE" if name in _UPSERT else "INSERT OR IGNORE"
+    key = schema.KEYS[name]
     con.register(view, table)
     try:
-        con.execute(f"{verb} INTO {name} ({cols}) SELECT {cols} FROM {view}")
+        if name in _UPSERT:
+            (k,) = key
+            con.execute(f'DELETE FROM {name} WHERE "{k}" IN (SELECT "{k}" FROM {view})')
+            con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")
+        else:
+            run_id, seq = key
+            # The batch holds seq as BIGINT; cast it, not the stored INTEGER column, so the
+            # join compares the stored column as it is.
+            b_cols = ", ".join(f'b."{c}"' for c in table.column_names)
+            con.execute(
+                f"INSERT INTO {name} ({cols}) SELECT {b_cols} FROM {view} b ANTI JOIN "
+                f"(SELECT {run_id}, {seq} FROM {name} "
+                f" WHERE {run_id} IN (SELECT {run_id} FROM {view})) s "
+                f"ON s.{run_id} = b.{run_id} AND s.{seq} = CAST(b.{seq} AS INTEGER)"
+            )
     finally:
         con.unregister(view)

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from nbflow.errors import SchemaVersionError, StoreError
 from nbflow.store import records
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: columns holding times: TIMESTAMP (naive UTC); rows carry float epoch seconds.
 TIME_COLUMNS = frozenset({"scheduled_time", "start_time", "end_time", "created", "updated",
@@ -22,17 +22,20 @@ DOUBLE_COLUMNS = frozenset({"duration_s", "process_start"})
 #: columns holding JSON text (VARCHAR); the query layer parses them.
 JSON_COLUMNS = frozenset({"parameters", "tags", "upstream"})
 
-PRIMARY_KEYS = {
+#: What identifies a row of each table. Since schema version 3 these are NOT declared to DuckDB
+#: (no PRIMARY KEY, no index): the writer keeps them unique itself (embedded._insert), at the
+#: cost of scanning the key columns of the batch's tables on each write. DuckDB rewrites every
+#: index of a changed table at each checkpoint, and each write closes the file, which
+#: checkpoints: with keys a small write into a store of 100k flow runs and 1M task runs, history
+#: rows and logs took ~0.6 s (CPU ~0.7 s) and the file was 5.5x bigger; without, ~0.2 s
+#: (benchmarks/store_write.py). No secondary indexes either, for the same reason.
+KEYS = {
     "flow_runs": ("id",),
     "task_runs": ("id",),
     "state_history": ("run_id", "seq"),
     "logs": ("run_id", "seq"),
     "cache_entries": ("cache_key",),
 }
-
-# No secondary indexes on purpose: DuckDB rewrites every index of a changed table at each
-# checkpoint (each close), ~0.4 s per 100k keys, and its planner scans for state_type IN (...)
-# anyway. The primary keys carry the same cost; they buy idempotent upserts.
 
 META_DDL = "CREATE TABLE nbflow_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 
@@ -49,10 +52,13 @@ def column_type(column: str) -> str:
 
 
 def table_ddl(table: str, columns: tuple[str, ...]) -> str:
-    """CREATE TABLE for one records table, columns in records order."""
-    body = ", ".join(f'"{c}" {column_type(c)}' for c in columns)
-    key = ", ".join(PRIMARY_KEYS[table])
-    return f"CREATE TABLE {table} ({body}, PRIMARY KEY ({key}))"
+    """CREATE TABLE for one records table, columns in records order, without keys or indexes.
+
+    The key columns are NOT NULL (a constraint checked on insert, not an index).
+    """
+    key = KEYS[table]
+    body = ", ".join(f'"{c}" {column_type(c)}{" NOT NULL" if c in key else ""}' for c in columns)
+    return f"CREATE TABLE {table} ({body})"
 
 
 def current_ddl() -> list[str]:
@@ -85,6 +91,22 @@ V1_DDL = [
 ]
 
 
+# Frozen history: a file created by nbflow with schema version 2 (a v1 file migrated to v2 has
+# the three deployment columns at the end of flow_runs instead). Never edit.
+V2_DDL = [
+    "CREATE TABLE flow_runs (id VARCHAR, flow_name VARCHAR, name VARCHAR, flow_version VARCHAR,"
+    " state VARCHAR, state_type VARCHAR, state_message VARCHAR, parameters VARCHAR,"
+    " parent_flow_run_id VARCHAR, parent_task_run_id VARCHAR, deployment_id VARCHAR, tags VARCHAR,"
+    " run_count INTEGER, scheduled_time TIMESTAMP, start_time TIMESTAMP, end_time TIMESTAMP,"
+    " duration_s DOUBLE, host VARCHAR, pid INTEGER, process_start DOUBLE, created TIMESTAMP,"
+    " updated TIMESTAMP, output_notebook VARCHAR, PRIMARY KEY (id))",
+    V1_DDL[1],
+    V1_DDL[2],
+    V1_DDL[3],
+    V1_DDL[4],
+]
+
+
 def _v1_to_v2(con: Any) -> None:
     """Deployments: flow runs learn their deployment, scheduled time and output notebook."""
     con.execute("ALTER TABLE flow_runs ADD COLUMN deployment_id VARCHAR")
@@ -92,8 +114,32 @@ def _v1_to_v2(con: Any) -> None:
     con.execute("ALTER TABLE flow_runs ADD COLUMN output_notebook VARCHAR")
 
 
+def _v2_to_v3(con: Any) -> None:
+    """Drop the primary keys (see KEYS): rebuild each table without them, rows kept.
+
+    DuckDB cannot drop a primary key in place, so each table is copied into a new one with
+    the same columns (same order and types; the key columns NOT NULL, nothing else) and
+    renamed. ensure() runs this inside the migration's single transaction, so a failure (a
+    full disk, a kill) leaves the v2 file as it was.
+    """
+    keys = {"flow_runs": ("id",), "task_runs": ("id",), "state_history": ("run_id", "seq"),
+            "logs": ("run_id", "seq"), "cache_entries": ("cache_key",)}  # frozen: v3's keys
+    for table, key in keys.items():
+        columns = con.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() "
+            "WHERE schema_name = 'main' AND table_name = ? ORDER BY column_index", [table]
+        ).fetchall()
+        new = f"{table}__v3"
+        body = ", ".join(f'"{c}" {t}{" NOT NULL" if c in key else ""}' for c, t in columns)
+        cols = ", ".join(f'"{c}"' for c, _ in columns)
+        con.execute(f"CREATE TABLE {new} ({body})")
+        con.execute(f"INSERT INTO {new} ({cols}) SELECT {cols} FROM {table}")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {new} RENAME TO {table}")
+
+
 #: MIGRATIONS[i] upgrades a file from version i + 1 to version i + 2.
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_to_v2]
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_to_v2, _v2_to_v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "every schema version needs a migration step"
 
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from nbflow.errors import StoreError
+from nbflow.errors import StoreBatchError, StoreError
 from nbflow.store import liveness, records
 from nbflow.store.embedded import EmbeddedStore
 
@@ -79,6 +79,41 @@ def test_a_batch_written_twice_leaves_no_duplicates(store: EmbeddedStore, rows) 
     assert [_count(store, t) for t in records.TABLES] == [1, 1, 1, 5, 1]
 
 
+def test_history_and_logs_are_appended_once_per_run_and_seq(store: EmbeddedStore, rows) -> None:
+    store.write(records.Batch(
+        state_history=[rows.state("a", 1, "Pending", "PENDING"), rows.state("a", 2)],
+        logs=[rows.log("a", 1, flow_run_id="a", message="first")]))
+    store.write(records.Batch(
+        # (a, 2) is stored: ignored, even with other values; (a, 3) and (b, 2) are new.
+        state_history=[rows.state("a", 2, "Failed", "FAILED"), rows.state("a", 3, "Completed", "COMPLETED"),
+                       rows.state("b", 2)],
+        logs=[rows.log("a", 1, flow_run_id="a", message="retry"), rows.log("b", 1, flow_run_id="b"),
+              rows.log("a", 2, flow_run_id="a", message="second"),
+              rows.log("a", 2, flow_run_id="a", message="duplicate in the batch")]))
+
+    history = store.query("SELECT run_id, seq, state FROM state_history ORDER BY run_id, seq")
+    assert history.values.tolist() == [["a", 1, "Pending"], ["a", 2, "Running"],
+                                       ["a", 3, "Completed"], ["b", 2, "Running"]]
+    logs = store.query("SELECT run_id, seq, message FROM logs ORDER BY run_id, seq")
+    assert logs.values.tolist() == [["a", 1, "first"], ["a", 2, "second"], ["b", 1, "hello"]]
+
+
+def test_upserts_replace_across_many_batches_without_keys(store: EmbeddedStore, rows) -> None:
+    for state in ("Pending", "Running", "Completed"):
+        store.write(records.Batch(
+            flow_runs=[rows.flow_run(f"f{i}", state=state) for i in range(50)],
+            task_runs=[rows.task_run(f"t{i}", f"f{i % 50}",
+                                     state="Failed" if state == "Completed" else state)
+                       for i in range(200)],
+            cache_entries=[(f"k{i}", "extract", f"t{i}", "json", f"/{state}", time.time(), None)
+                           for i in range(10)]))
+    assert store.query("SELECT DISTINCT state FROM flow_runs")["state"].tolist() == ["Completed"]
+    assert store.query("SELECT DISTINCT state FROM task_runs")["state"].tolist() == ["Failed"]
+    paths = store.query("SELECT DISTINCT result_path FROM cache_entries")["result_path"]
+    assert paths.tolist() == ["/Completed"]
+    assert [_count(store, t) for t in ("flow_runs", "task_runs", "cache_entries")] == [50, 200, 10]
+
+
 def test_threads_of_one_process_take_turns(store: EmbeddedStore, rows) -> None:
     errors: list[BaseException] = []
 
@@ -108,10 +143,14 @@ def test_empty_batch_does_not_create_the_file(store: EmbeddedStore) -> None:
 
 
 def test_bad_row_is_refused_before_anything_is_written(store: EmbeddedStore, rows) -> None:
-    with pytest.raises(StoreError, match="flow_runs row has 2 values"):
+    with pytest.raises(StoreBatchError, match="flow_runs row has 2 values"):
         store.write(records.Batch(flow_runs=[rows.flow_run("ok"), ("short", "row")]))
-    with pytest.raises(StoreError, match=r"flow_runs\.start_time .*'yesterday'"):
+    with pytest.raises(StoreBatchError, match=r"flow_runs\.start_time .*'yesterday'"):
         store.write(records.Batch(flow_runs=[rows.flow_run("f", start_time="yesterday")]))
+    with pytest.raises(StoreBatchError, match=r"logs row has no run_id or seq"):
+        store.write(records.Batch(logs=[rows.log("f", None, flow_run_id="f")]))
+    with pytest.raises(StoreBatchError, match=r"task_runs row has no id"):
+        store.write(records.Batch(task_runs=[rows.task_run(None, "f")]))
     assert not store.path.exists()
 
 
@@ -120,8 +159,8 @@ def test_a_failing_batch_writes_nothing(store: EmbeddedStore, rows) -> None:
     bad = records.Batch(flow_runs=[rows.flow_run("new")],  # inserted first, then rolled back
                         task_runs=[rows.task_run("t1", "new", dynamic_key=2**40)])  # > INTEGER
 
-    with pytest.raises(StoreError, match="Nothing of this transaction was written"):
-        store.write(bad)
+    with pytest.raises(StoreBatchError, match="Nothing of this transaction was written"):
+        store.write(bad)  # DuckDB refuses the value: the batch's fault, not the store's
 
     assert store.query("SELECT id FROM flow_runs")["id"].tolist() == ["kept"]
     assert _count(store, "task_runs") == 0

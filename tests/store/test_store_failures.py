@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from nbflow.errors import StoreCorruptedError, StoreError, StoreLockedError
+from nbflow.errors import StoreBatchError, StoreCorruptedError, StoreError, StoreLockedError
 from nbflow.store import records
 from nbflow.store.embedded import DUCKDB_CONFIG, EmbeddedStore
 
@@ -97,6 +97,7 @@ def test_lock_held_forever_gives_up_after_the_timeout(tmp_path: Path, rows) -> N
         waited = time.monotonic() - started
 
         assert 1.0 <= waited < 1.0 + 2.0
+        assert not isinstance(info.value, StoreBatchError)
         assert info.value.pid == holder.pid
         message = str(info.value)
         assert f"PID {holder.pid}" in message and str(path) in message
@@ -167,7 +168,7 @@ def test_full_disk_rolls_back_and_keeps_what_was_committed(small_disk: Path) -> 
 
     message = str(error)
     assert "disk" in message and "full" in message and str(small_disk) in message
-    assert not isinstance(error, (StoreCorruptedError, StoreLockedError))
+    assert not isinstance(error, (StoreCorruptedError, StoreLockedError, StoreBatchError))  # retry it
     # Everything acknowledged before the disk filled up is still there, nothing of the failed batch.
     counts = store.query("SELECT count(*) AS n, count(DISTINCT run_id) AS runs FROM logs")
     assert counts["n"].iloc[0] == committed
