@@ -120,7 +120,7 @@ def test_bad_input_gets_a_4xx_naming_the_problem(seeded, method: str, path: str,
 def test_runtime_file_advertises_the_server_and_goes_away_on_stop(tmp_path) -> None:
     import json
 
-    from conftest import start_server, stop_server
+    from live_server import start_server, stop_server
 
     server = start_server(tmp_path, tmp_path / "log.txt", "tok-" + "a" * 20)
     runtime = tmp_path / "server.json"
