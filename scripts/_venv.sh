@@ -1,5 +1,6 @@
 # Sourced by the other scripts: make ./.venv (Python >= 3.10) and install nbflow into it
-# with the extras given as arguments. Works on a fresh Debian with only python3.
+# (a regular install, not editable: that is what installs the Jupyter config enabling the
+# server extension) with the extras given as arguments. Works on a fresh Debian with only python3.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
@@ -17,4 +18,4 @@ if [ ! -x .venv/bin/python ]; then
   fi
 fi
 extras=$(IFS=,; echo "$*")
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras:+[$extras]}"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check ".${extras:+[$extras]}"

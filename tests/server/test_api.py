@@ -129,3 +129,11 @@ def test_runtime_file_advertises_the_server_and_goes_away_on_stop(tmp_path) -> N
     assert oct(runtime.stat().st_mode & 0o777) == "0o600"
     stop_server(server)
     assert not runtime.exists()
+
+
+def test_pip_install_enables_the_jupyter_server_extension() -> None:
+    done = subprocess.run([sys.executable, "-m", "jupyter", "server", "extension", "list"],
+                          capture_output=True, text=True, timeout=120)
+    listing = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
+    assert re.search(r"nbflow\s+enabled", listing), listing
+    assert re.search(r"nbflow [0-9.]+ OK", listing), listing
