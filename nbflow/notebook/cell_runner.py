@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import inspect
+import logging
 import sys
+import time
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +25,7 @@ from nbflow.notebook.cell_analysis import CellNames, analyze, free_callables
 from nbflow.notebook.cell_cache import CellCachePolicy, input_fingerprints
 from nbflow.notebook.cell_results import CellResult, CellResultStorage
 from nbflow.notebook.session import current_session
+from nbflow.store.buffer import recorder
 
 #: Names IPython keeps in the user namespace that are never a cell's data inputs.
 IGNORED_NAMES = frozenset({"In", "Out", "_", "__", "___", "_ih", "_oh", "_dh", "get_ipython",
@@ -152,6 +155,9 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     finally:
         flow_run_context.reset(token)
 
+    if state.name != "Cached" and task.last_run is not None:
+        _record_output(task.last_run, *capture.snapshot()[:2])
+
     record = session.cells.get(name)
     if record is None:
         record = session.cells[name] = CellRecord(name, source, options, inputs, outputs)
@@ -172,6 +178,14 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     else:
         _raise_user_error(shell, state, code.co_filename)
     return state
+
+
+def _record_output(run: Any, stdout: str, stderr: str) -> None:
+    """Keep what the cell printed with its task run (store only: it was already shown)."""
+    now = time.time()
+    for stream, text, level in (("stdout", stdout, logging.INFO), ("stderr", stderr, logging.WARNING)):
+        if text.strip():
+            recorder.log(run, run.flow_run_id, run.id, level, f"nbflow.cell.{stream}", text.rstrip("\n"), now)
 
 
 def _compile(shell: Any, python_source: str) -> tuple[types.CodeType, types.CodeType | None]:

@@ -39,7 +39,8 @@ from nbflow.store.buffer import recorder
 logger = logging.getLogger("nbflow.notebook")
 
 #: seconds between two pushes of a following view (at most 5 figure updates a second).
-PUSH_INTERVAL = 0.2
+# plotly sends each redraw as ~4 comm messages: 0.4 s keeps a live view at ~10 messages/s.
+PUSH_INTERVAL = 0.4
 #: seconds between header refreshes, and between pushes that only grow Running bars.
 SLOW_INTERVAL = 1.0
 #: graphs with at most this many task runs show their names next to the nodes.
