@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,31 @@ def threads_now() -> int:
     return _status_kb("self", "Threads")
 
 
+class GcWatch:
+    """Time spent in the cyclic garbage collector (all generations) and full collections."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self._gc = gc
+        self.seconds = 0.0
+        self.full = 0
+        self._t = 0.0
+        gc.callbacks.append(self._cb)
+
+    def _cb(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._t
+            self.full += info.get("generation") == 2
+
+    def stop(self) -> dict[str, float]:
+        if self._cb in self._gc.callbacks:
+            self._gc.callbacks.remove(self._cb)
+        return {"gc_s": self.seconds, "gc_full_collections": self.full}
+
+
 def emit(result: dict[str, Any]) -> None:
     """The child's answer: one JSON line on stdout, last."""
     sys.stdout.flush()
@@ -80,15 +106,20 @@ def emit(result: dict[str, Any]) -> None:
 class ThreadProfiler:
     """cProfile over every thread that starts while it is on (the pool workers too), merged."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: str | None = None) -> None:
         import cProfile
 
+        clock = clock or os.environ.get("BENCH_PROFILE_CLOCK", "cpu")
+        # cpu: each thread's own CPU time (time.thread_time), so a thread waiting for the GIL or
+        # a lock is not charged; wall: elapsed time, waiting included.
+        self.clock = clock
         self._cls = cProfile.Profile
+        self._args = (time.thread_time,) if clock == "cpu" else ()
         self.profiles: list[Any] = []
-        self.main = cProfile.Profile()
+        self.main = cProfile.Profile(*self._args)
 
     def _boot(self, frame: Any, event: str, arg: Any) -> None:
-        prof = self._cls()
+        prof = self._cls(*self._args)
         self.profiles.append(prof)
         sys.setprofile(None)
         prof.enable()
@@ -116,7 +147,8 @@ class ThreadProfiler:
             except Exception:
                 pass
         stats.sort_stats("tottime").print_stats(top)
-        print(f"--- profile: {title} ({len(self.profiles)} worker thread(s) merged), top {top} by tottime",
+        print(f"--- profile ({self.clock} time): {title} ({len(self.profiles)} other thread(s) merged), "
+              f"top {top} by tottime",
               file=out)
         print(_trim_profile(buf.getvalue()), file=out)
         if cumulative:
@@ -204,9 +236,12 @@ def fmt_num(v: float) -> str:
     return f"{v:.2g}" if v >= 0.01 else f"{v:.3f}"
 
 
+def fmt_time(v: float) -> str:
+    """Milliseconds below 0.1 s, else seconds."""
+    return f"{fmt_num(v * 1000)} ms" if v < 0.1 else fmt_s(v)
+
+
 def fmt_s(v: float) -> str:
-    if v < 0.1:
-        return f"{fmt_num(v * 1000)} ms"
     if v >= 100:
         return f"{v:,.0f} s"
     if v >= 10:

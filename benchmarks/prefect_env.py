@@ -107,7 +107,7 @@ def ensure(force: bool = False, verbose: bool = False) -> tuple[Path, str]:
     log: list[str] = []
     try:
         if not py.exists():
-            print(f"prefect_env: creating {VENV.relative_to(HERE.parent)} (one-off, a few minutes)", file=sys.stderr)
+            print(f"prefect_env: creating {VENV} (one-off, a few minutes)", file=sys.stderr)
             if not _run([sys.executable, "-m", "venv", str(VENV)], log, timeout=300):
                 raise PrefectUnavailable(f"'{sys.executable} -m venv' failed: {_last_error(log)}")
         ok = _install_no_deps(py, PREFERRED, log)

@@ -38,6 +38,11 @@ EARLY_FLUSH_ROWS = 20_000
 _HOST = socket.gethostname()
 
 
+def _json_list(values: Any) -> str:
+    """A list as JSON; most runs have no tags and no upstream, so skip the encoder for those."""
+    return _json(list(values)) if values else "[]"
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, default=_describe, separators=(",", ":"))
 
@@ -100,7 +105,7 @@ class Recorder:
                        state.message, state.timestamp))
         if self._thread is None:
             self._start()
-        elif len(states) > EARLY_FLUSH_ROWS:
+        elif len(states) > EARLY_FLUSH_ROWS and not self._wake.is_set():
             self._wake.set()
         if self._listeners:
             self._notify("task", run)
@@ -338,7 +343,7 @@ def _flow_run_row(r: Any, now: float, pid: int, process_start: float) -> tuple:
     duration = (r.end_time - r.start_time) if r.end_time and r.start_time else None
     return (r.id, r.flow_name, r.name, r.flow_version, s.name, s.type.value, s.message,
             _json(r.parameters), r.parent_flow_run_id, r.parent_task_run_id, r.deployment_id,
-            _json(list(r.tags)), r.run_count, r.scheduled_time, r.start_time, r.end_time, duration,
+            _json_list(r.tags), r.run_count, r.scheduled_time, r.start_time, r.end_time, duration,
             _HOST, pid, process_start, r.created, now, r.output_notebook)
 
 
@@ -346,7 +351,7 @@ def _task_run_row(r: Any, now: float) -> tuple:
     s = r.state
     duration = (r.end_time - r.start_time) if r.end_time and r.start_time else None
     return (r.id, r.flow_run_id, r.task_name, r.task_key, r.dynamic_key, s.name, s.type.value,
-            s.message, r.error, _json(r.upstream), _json(list(r.tags)), r.run_count, r.cache_key,
+            s.message, r.error, _json_list(r.upstream), _json_list(r.tags), r.run_count, r.cache_key,
             r.cache_expiration, r.result_format, r.result_path, r.start_time, r.end_time, duration,
             r.created, now)
 
