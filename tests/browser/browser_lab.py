@@ -1,6 +1,7 @@
 """Helpers of the browser tests: a JupyterLab server process, driving a notebook, reading the store.
 
-The server runs `sys.executable -m jupyter lab` on a free port with a random token, its own
+The server runs `sys.executable -m jupyterlab` (not `jupyter lab`, which runs whatever
+`jupyter-lab` is first on PATH) on a free port with a random token, its own
 Jupyter config/data/runtime directories and IPython directory (no user settings, no first-run
 prompts, no network), and `NBFLOW_HOME` pointing at a scratch store. Installed lab extensions
 (ipywidgets, plotly, anywidget) live in `sys.prefix/share/jupyter`, which stays on Jupyter's data
@@ -85,7 +86,7 @@ class JupyterLab:
         self.env.pop("JUPYTER_PATH", None)  # only the installed extensions and kernels of sys.prefix
         self.port = free_port()
         command = [
-            sys.executable, "-m", "jupyter", "lab",
+            sys.executable, "-m", "jupyterlab",
             "--no-browser",
             f"--port={self.port}",
             "--port-retries=0",

@@ -132,7 +132,7 @@ def test_runtime_file_advertises_the_server_and_goes_away_on_stop(tmp_path) -> N
 
 
 def test_pip_install_enables_the_jupyter_server_extension() -> None:
-    done = subprocess.run([sys.executable, "-m", "jupyter", "server", "extension", "list"],
+    done = subprocess.run([sys.executable, "-m", "jupyter_server", "extension", "list"],
                           capture_output=True, text=True, timeout=120)
     listing = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
     assert re.search(r"nbflow\s+enabled", listing), listing
