@@ -25,6 +25,9 @@ from nbclient import NotebookClient
 
 import nbflow
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "notebook"))
+from kernel import outputs_text  # noqa: E402 - the notebook tests' shared helper
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -136,16 +139,6 @@ def result(jobs: dict[str, Future], monkeypatch: pytest.MonkeyPatch) -> Callable
         return run
 
     return get
-
-
-def outputs_text(cell: Any) -> str:
-    parts = []
-    for output in cell.get("outputs", []):
-        if output["output_type"] == "stream":
-            parts.append(output["text"])
-        elif output["output_type"] in ("execute_result", "display_data"):
-            parts.append(output.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
 
 
 def errors_of(nb: Any) -> list[str]:

@@ -129,25 +129,6 @@ def test_a_short_lock_is_waited_out(tmp_path: Path, rows) -> None:
     assert len(store.query("SELECT id FROM flow_runs")) == 2
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A 6 MiB tmpfs mounted in tmp_path (needs root or CAP_SYS_ADMIN; skipped otherwise)."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    try:
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount_point)],
-                                capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        pytest.skip("the mount command is not available, so no small disk can be made")
-    if result.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {result.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        if subprocess.run(["umount", str(mount_point)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
-
-
 def test_full_disk_rolls_back_and_keeps_what_was_committed(small_disk: Path) -> None:
     store = EmbeddedStore(small_disk / "nbflow.duckdb", lock_timeout=2)
     committed = 0
