@@ -51,11 +51,20 @@ def flows() -> Any:
     return queries.flows(_store())
 
 
-def flow_run(run_id: str) -> dict[str, Any]:
-    """One flow run as a dict; accepts a unique id prefix."""
+class FlowRunRecord(dict):
+    """A flow run's fields; displayed in a notebook it shows the run graph (a live widget)."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from nbflow.notebook.widgets import RunView
+
+        return RunView(self["id"])._repr_mimebundle_(include=include, exclude=exclude)
+
+
+def flow_run(run_id: str) -> FlowRunRecord:
+    """One flow run as a dict (a unique id prefix is enough); in a notebook it displays its graph."""
     from nbflow.store import queries
 
-    return queries.flow_run(_store(), run_id)
+    return FlowRunRecord(queries.flow_run(_store(), run_id))
 
 
 def sql(query: str, params: list[Any] | None = None) -> Any:

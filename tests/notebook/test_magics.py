@@ -150,3 +150,12 @@ def test_nbflow_run_reruns_stale_cells_downstream_of_a_change(tmp_path: Path) ->
     assert "Re-running" in outputs_text(nb.cells[6]) and "middle" in outputs_text(nb.cells[6])
     assert "20" in outputs_text(nb.cells[7])
     assert counter.read_text() == "mom"
+
+
+def test_a_flow_run_record_displays_its_run_graph(tmp_path: Path) -> None:
+    nb = run_notebook([LOAD, "import nbflow\nfrom nbflow import flow, task\n@task\ndef one():\n    return 1\n"
+                             "@flow\ndef shown():\n    return one()\nshown()",
+                       "nbflow.flow_run(nbflow.runs(flow_name='shown').iloc[0]['id'])"], tmp_path)
+    data = [o for o in nb.cells[2]["outputs"] if o["output_type"] == "execute_result"][0]["data"]
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "one" in data["text/html"] and "<svg" in data["text/html"]
