@@ -110,8 +110,6 @@ class State:
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's return value; for a failed run, raise its exception (or return it)."""
         if self.type is StateType.COMPLETED:
-            if isinstance(self._data, _LazyResult):
-                self._data = self._data.load()
             return self._data
         error = self._exception or _error_for(self)
         if raise_on_failure:
@@ -128,20 +126,6 @@ class State:
         return (self.name, self.message, self.timestamp) == (other.name, other.message, other.timestamp)
 
     __hash__ = object.__hash__
-
-
-class _LazyResult:
-    """A completed state's result that lives in result storage until asked for."""
-
-    __slots__ = ("load",)
-
-    def __init__(self, load: Any) -> None:
-        self.load = load
-
-
-def lazy_result(load: Any) -> _LazyResult:
-    """Wrap a zero-argument loader so `State.result()` reads the value on first use."""
-    return _LazyResult(load)
 
 
 def _error_for(state: State) -> BaseException:

@@ -103,14 +103,6 @@ class Task:
         bound.apply_defaults()
         return bound.arguments
 
-    def on_completion_hook(self, fn: Callable) -> Callable:
-        self.on_completion.append(fn)
-        return fn
-
-    def on_failure_hook(self, fn: Callable) -> Callable:
-        self.on_failure.append(fn)
-        return fn
-
     # -- running ----------------------------------------------------------------------------
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,

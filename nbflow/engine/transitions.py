@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow.engine.models import FlowRun, TaskRun
-from nbflow.engine.states import State, next_state
+from nbflow.engine.states import State, StateType, next_state
 from nbflow.store.buffer import recorder
 
 
@@ -31,7 +31,7 @@ def _apply(run: FlowRun | TaskRun, state: State) -> None:
     run.state = state
     run.history.append(state.name)
     run.updated = state.timestamp
-    if state.type.value == "RUNNING" and run.start_time is None:
+    if state.type is StateType.RUNNING and run.start_time is None:
         run.start_time = state.timestamp
     elif state.is_final():
         run.end_time = state.timestamp
