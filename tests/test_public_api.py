@@ -22,7 +22,6 @@ def test_exported_members() -> None:
 
 def test_prefect_style_import_paths() -> None:
     from nbflow.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE  # noqa: F401
-    from nbflow.flows import flow  # noqa: F401
     from nbflow.futures import as_completed, wait  # noqa: F401
     from nbflow.states import Completed, Failed, State  # noqa: F401
     from nbflow.task_runners import DaskTaskRunner, ThreadPoolTaskRunner  # noqa: F401
@@ -35,3 +34,11 @@ def test_import_nbflow_loads_no_heavy_module() -> None:
             "print(json.dumps([m for m in heavy if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_the_flows_function_is_not_shadowed_by_a_submodule() -> None:
+    import importlib
+
+    for name in ("tasks", "futures", "states", "task_runners", "cache_policies"):
+        importlib.import_module(f"nbflow.{name}")
+    assert callable(nbflow.flows) and callable(nbflow.runs) and callable(nbflow.logs)
