@@ -23,7 +23,7 @@ def register(commands: Commands) -> None:
 
 
 def run_notebook_command(args: argparse.Namespace) -> int:
-    from nbflow.deploy.notebook_runs import run_notebook
+    from nbflow.deployments.notebook_runs import run_notebook
 
     notebook = Path(args.notebook)
     if notebook.suffix != ".ipynb":

@@ -15,7 +15,9 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
+from traitlets import Bool, Int
 
+from nbflow.server.background import Background
 from nbflow.server.openapi import OpenApiHandler
 from nbflow.server.routes import ROUTES
 from nbflow.store import backend
@@ -33,9 +35,14 @@ class NbflowApp(ExtensionApp):
     open_browser = False
     #: print the URL and token on start (the standalone `nbflow server start` sets it).
     announce = False
+    worker = Bool(True, config=True, help="Run the due runs of the 'default' work pool in this server.")
+    worker_limit = Int(4, config=True, help="How many runs the in-server worker executes at a time.")
 
     def initialize_settings(self) -> None:
-        self.settings["nbflow_store"] = backend.own_store()
+        store = backend.own_store()
+        store.hold()  # the server owns the file: no open and close per request
+        self.settings["nbflow_store"] = store
+        self.background = Background(store, worker=self.worker, worker_limit=self.worker_limit)
 
     def initialize_handlers(self) -> None:
         for route in ROUTES:
@@ -51,11 +58,18 @@ class NbflowApp(ExtensionApp):
         os.environ["NBFLOW_API_URL"] = url
         os.environ["NBFLOW_API_TOKEN"] = token
         self.log.info("nbflow: run API at %snbflow/api/ (store %s)", url, self.settings["nbflow_store"])
+        self.background.start()
         if self.announce:
             print(f"nbflow server running at {url}\ntoken: {token}", flush=True)
 
     async def stop_extension(self) -> None:
         remove_runtime_file(os.getpid())
+        self.background.stop()
+        store = self.settings["nbflow_store"]
+        from nbflow.store.buffer import recorder
+
+        recorder.flush_quietly()
+        store.release()
         backend.release_store()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from nbflow.deploy.notebook_params import NotebookParameterError
+from nbflow.deployments.definitions import DeploymentError, UnknownDeploymentError
+from nbflow.deployments.notebook_params import NotebookParameterError
+from nbflow.deployments.schedules import ScheduleError
 from nbflow.errors import (
     NbflowError, ParameterTypeError, StoreBatchError, StoreError, UnknownRunError,
 )
@@ -32,7 +34,10 @@ def conflict(message: str) -> ApiError:
 #: exception type -> status, most specific first; anything else is a 500 (a bug of ours).
 STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (ApiError, 0),  # carries its own status
+    (DeploymentError, 0),  # carries its own status (422, or 409 for a conflict)
     (UnknownRunError, 404),
+    (UnknownDeploymentError, 404),
+    (ScheduleError, 422),
     (ParameterTypeError, 422),
     (NotebookParameterError, 422),
     (StoreBatchError, 422),
@@ -44,7 +49,7 @@ def status_and_body(exc: BaseException) -> tuple[int, dict]:
     """The response for an exception: (status, {"message", "field"?})."""
     for kind, status in STATUS_FOR:
         if isinstance(exc, kind):
-            if isinstance(exc, ApiError):
+            if status == 0:
                 status = exc.status
             body: dict = {"message": str(exc)}
             field = getattr(exc, "field", None) or getattr(exc, "parameter", None)

@@ -60,6 +60,20 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
         except ValueError as exc:
             raise bad_request(f"The request body is not valid JSON: {exc}") from None
 
+    def json_object(self, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The JSON body as an object with only `allowed` keys and every `required` one (an empty body: {})."""
+        body = self.json_body() if self.request.body else {}
+        if not isinstance(body, dict):
+            raise bad_request(f"The body must be a JSON object with the fields {', '.join(allowed)}.")
+        unknown = sorted(set(body) - set(allowed))
+        if unknown:
+            raise bad_request(f"Unknown field(s) {', '.join(unknown)}; this route takes {', '.join(allowed)}.",
+                              unknown[0])
+        for name in required:
+            if body.get(name) in (None, ""):
+                raise bad_request(f"{name} is required.", name)
+        return body
+
 
 class HealthHandler(NbflowHandler):
     @allow_unauthenticated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
@@ -10,6 +11,9 @@ from nbflow._version import __version__
 from nbflow.server.handlers import NbflowHandler, api
 from nbflow.server.routes import ROUTES
 
+_PATH_PARAMETERS = {("flow_runs", "id"): "a flow run id or unique prefix",
+                    ("deployments", "id"): "a deployment's id or name", ("webhooks", "slug"): "the webhook's slug",
+                    ("work_pools", "name"): "a work pool's name", ("workers", "id"): "the worker's id"}
 _ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
@@ -26,9 +30,10 @@ def document(base_url: str = "/") -> dict[str, Any]:
             }
             parameters = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
                           for name in route.query]
-            if "{id}" in route.openapi_path:
-                parameters.insert(0, {"name": "id", "in": "path", "required": True,
-                                      "schema": {"type": "string"}, "description": "a run id or unique prefix"})
+            for name in reversed(re.findall(r"\{(\w+)\}", route.openapi_path)):
+                parameters.insert(0, {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+                                      "description": _PATH_PARAMETERS.get((route.openapi_path.split("/")[1], name),
+                                                                          name)})
             if parameters:
                 operation["parameters"] = parameters
             if method in route.body:

@@ -12,7 +12,8 @@ from nbflow.store import queries
 
 FLOW_RUN_FIELDS = ("id", "flow_name", "deployment_id", "state", "state_message", "parameters",
                    "scheduled_time", "start_time", "end_time", "output_notebook", "parent_flow_run_id",
-                   "duration_s", "run_count", "tags")
+                   "duration_s", "run_count", "tags", "work_pool", "worker_id", "triggered_by",
+                   "cancel_requested")
 TASK_RUN_FIELDS = ("id", "flow_run_id", "task_name", "state", "state_message", "error", "upstream",
                    "dynamic_key", "run_count", "cache_key", "start_time", "end_time", "duration_s")
 LOG_FIELDS = ("timestamp", "level", "level_name", "logger", "flow_run_id", "task_run_id", "message")
@@ -85,6 +86,11 @@ def list_flow_runs(store: Any, arguments: dict[str, str]) -> list[dict[str, Any]
 
 def get_flow_run(store: Any, run_id: str) -> dict[str, Any]:
     run = queries.flow_run(store, run_id)
+    if run.get("deployment_id"):
+        found = store.query("SELECT work_pool, worker_id, triggered_by, cancel_requested FROM deployment_runs "
+                            "WHERE run_id = ?", [run["id"]])
+        if len(found):
+            run.update({k: queries._plain(v) for k, v in found.iloc[0].to_dict().items()})
     return {f: jsonable(run.get(f)) for f in FLOW_RUN_FIELDS}
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from nbflow.errors import SchemaVersionError, StoreError
 from nbflow.store import records
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: columns holding times: TIMESTAMP (naive UTC); rows carry float epoch seconds.
 TIME_COLUMNS = frozenset({"scheduled_time", "start_time", "end_time", "created", "updated",
@@ -61,9 +61,27 @@ def table_ddl(table: str, columns: tuple[str, ...]) -> str:
     return f"CREATE TABLE {table} ({body})"
 
 
+#: Deployments and their workers (schema version 4). Small tables changed row by row, so they
+#: keep their keys: the uniqueness of a scheduled slot (deployment_runs.slot_key) is what makes
+#: schedulers idempotent across restarts and races.
+DEPLOYMENT_DDL = [
+    "CREATE TABLE deployments (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, flow_name VARCHAR,"
+    " kind VARCHAR NOT NULL, notebook VARCHAR, entrypoint VARCHAR, parameters VARCHAR, schedule VARCHAR,"
+    " catch_up VARCHAR, timeout_seconds DOUBLE, paused BOOLEAN, work_pool VARCHAR, webhook_slug VARCHAR,"
+    " webhook_secret VARCHAR, webhook_parameters VARCHAR, triggers VARCHAR, last_scheduled TIMESTAMP,"
+    " created TIMESTAMP, updated TIMESTAMP)",
+    "CREATE TABLE deployment_runs (run_id VARCHAR PRIMARY KEY, deployment_id VARCHAR NOT NULL,"
+    " slot_key VARCHAR UNIQUE, work_pool VARCHAR, worker_id VARCHAR, claimed TIMESTAMP,"
+    " heartbeat TIMESTAMP, cancel_requested BOOLEAN, triggered_by VARCHAR, created TIMESTAMP)",
+    "CREATE TABLE work_pools (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, created TIMESTAMP)",
+    "CREATE TABLE workers (id VARCHAR PRIMARY KEY, work_pool VARCHAR, host VARCHAR, pid INTEGER,"
+    " started TIMESTAMP, heartbeat TIMESTAMP)",
+]
+
+
 def current_ddl() -> list[str]:
-    """Statements creating the current schema: the tables of records.TABLES."""
-    return [table_ddl(t, cols) for t, cols in records.TABLES.items()]
+    """Statements creating the current schema: the tables of records.TABLES, then deployments'."""
+    return [table_ddl(t, cols) for t, cols in records.TABLES.items()] + DEPLOYMENT_DDL
 
 
 # Frozen history: a file written by nbflow with schema version 1. Never edit; migrations
@@ -138,8 +156,14 @@ def _v2_to_v3(con: Any) -> None:
         con.execute(f"ALTER TABLE {new} RENAME TO {table}")
 
 
+def _v3_to_v4(con: Any) -> None:
+    """Deployments: their definitions, scheduled slots, work pools and workers."""
+    for statement in DEPLOYMENT_DDL:  # frozen once a v5 exists: copy the v4 text here then
+        con.execute(statement)
+
+
 #: MIGRATIONS[i] upgrades a file from version i + 1 to version i + 2.
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_to_v2, _v2_to_v3]
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "every schema version needs a migration step"
 
 

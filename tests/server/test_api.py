@@ -46,8 +46,13 @@ def seeded(live_server):
     return live_server
 
 
+_SAMPLE = {"run_id": "0123456789abcdef0123456789abcdef", "ref": "nightly", "slug": "new-data", "pool": "default",
+           "worker_id": "w-1"}
+
+
 def _concrete(pattern: str) -> str:
-    return re.sub(r"\(\?P<run_id>[^)]*\)", "0123456789abcdef0123456789abcdef", pattern)
+    """A route's regex with a sample value for each named group."""
+    return re.sub(r"\(\?P<(\w+)>(?:[^()]|\([^()]*\))*\)", lambda m: _SAMPLE[m[1]], pattern)
 
 
 def test_every_route_refuses_anonymous_requests(live_server) -> None:
@@ -55,7 +60,7 @@ def test_every_route_refuses_anonymous_requests(live_server) -> None:
         for method in route.methods:
             status, _ = live_server.request(method.upper(), _concrete(route.pattern),
                                             body={} if method == "post" else None, token=None)
-            if route.public:
+            if route.pattern == "health":
                 assert status == 200, route.pattern
             else:
                 assert status in (401, 403), (method, route.pattern, status)

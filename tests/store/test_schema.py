@@ -161,7 +161,7 @@ def _dump(path: Path, table: str) -> list[tuple]:
         con.close()
 
 
-def test_v2_file_is_migrated_to_v3_without_keys_and_with_every_row(tmp_path: Path, rows) -> None:
+def test_v2_file_is_migrated_without_keys_and_with_every_row(tmp_path: Path, rows) -> None:
     path = tmp_path / "v2.duckdb"
     counts = _write_v2_file(path)
     before = {table: _dump(path, table) for table in records.TABLES}
@@ -170,7 +170,7 @@ def test_v2_file_is_migrated_to_v3_without_keys_and_with_every_row(tmp_path: Pat
     store = EmbeddedStore(path, lock_timeout=5)
     store.query("SELECT 1")
 
-    assert _version(path) == 3 == schema.SCHEMA_VERSION
+    assert _version(path) == schema.SCHEMA_VERSION
     assert _constraints_and_indexes(path) == ([], [])
     for table in records.TABLES:
         assert _dump(path, table) == before[table], table
@@ -202,7 +202,7 @@ def test_a_failed_migration_leaves_the_old_file_as_it_was(tmp_path: Path, monkey
         raise duckdb.IOException("IO Error: No space left on device")
 
     migrate = schema.MIGRATIONS[1]
-    monkeypatch.setattr(schema, "MIGRATIONS", [schema.MIGRATIONS[0], half_done])
+    monkeypatch.setattr(schema, "MIGRATIONS", [schema.MIGRATIONS[0], half_done, *schema.MIGRATIONS[2:]])
     with pytest.raises(Exception, match="No space left"):
         EmbeddedStore(path, lock_timeout=5).query("SELECT 1")
     monkeypatch.undo()
@@ -212,7 +212,20 @@ def test_a_failed_migration_leaves_the_old_file_as_it_was(tmp_path: Path, monkey
     for table in records.TABLES:
         assert _dump(path, table) == before[table]
     EmbeddedStore(path, lock_timeout=5).query("SELECT 1")  # and a later open migrates it
-    assert _version(path) == 3
+    assert _version(path) == schema.SCHEMA_VERSION
+
+
+def test_v3_file_gains_the_deployment_tables_and_keeps_its_runs(tmp_path: Path, rows) -> None:
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path), config=DUCKDB_CONFIG)
+    schema.create(con, [schema.table_ddl(t, cols) for t, cols in records.TABLES.items()], version=3)
+    con.close()
+    store = EmbeddedStore(path, lock_timeout=5)
+    store.write(records.Batch(flow_runs=[rows.flow_run("run-1")]))  # migrates, then writes
+    assert _version(path) == 4
+    tables = set(store.query("SELECT table_name FROM duckdb_tables()")["table_name"])
+    assert {"deployments", "deployment_runs", "work_pools", "workers"} <= tables
+    assert store.query("SELECT id FROM flow_runs")["id"].tolist() == ["run-1"]
 
 
 def test_file_from_a_newer_nbflow_is_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 import nbflow
-from nbflow.deploy.notebook_params import NotebookParameterError, check_parameters
+from nbflow.deployments.notebook_params import NotebookParameterError, check_parameters
 
 
 def _notebook(path: Path, cells: list[tuple[str, list[str]]]) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from nbflow import settings
-from nbflow.deploy.notebook_params import check_parameters
+from nbflow.deployments.notebook_params import check_parameters
 from nbflow.engine.models import FlowRun, new_run_id
 from nbflow.engine.states import State
 from nbflow.engine.transitions import enter_flow_state

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter
 
-from nbflow.deploy import schedules
-from nbflow.deploy.schedules import (
+from nbflow.deployments import schedules
+from nbflow.deployments.schedules import (
     MAX_CATCH_UP,
     CronSchedule,
     IntervalSchedule,

@@ -1,0 +1,181 @@
+"""A worker: claims due deployment runs of one work pool and executes each in a child process.
+
+The same class runs inside the server (the default worker, on the store directly) and as
+`nbflow worker start` in another process or machine (through the REST API). It claims runs
+atomically, heartbeats while it has runs (so the server can crash the runs of a worker that
+died), stops runs when asked to cancel them, and reports each run's final state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from typing import Any
+
+from nbflow.errors import NbflowError
+
+logger = logging.getLogger("nbflow.worker")
+
+
+def _seconds(name: str, default: float) -> float:
+    try:
+        return max(float(os.environ.get(name, default)), 0.05)
+    except ValueError:
+        return default
+
+
+def heartbeat_seconds() -> float:
+    """How often a worker heartbeats (NBFLOW_HEARTBEAT_SECONDS, default 10)."""
+    return _seconds("NBFLOW_HEARTBEAT_SECONDS", 10.0)
+
+
+def new_worker_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class Worker:
+    """Runs the due runs of `pool`, at most `limit` at a time."""
+
+    def __init__(self, client: Any, pool: str = "default", *, limit: int = 4,
+                 poll_seconds: float | None = None, env: dict[str, str] | None = None) -> None:
+        if limit < 1:
+            raise NbflowError(f"A worker runs at least one run at a time; got limit={limit}.")
+        self.client = client
+        self.pool = pool
+        self.limit = limit
+        self.id = new_worker_id()
+        self.poll_seconds = poll_seconds if poll_seconds is not None else _seconds("NBFLOW_WORKER_POLL_SECONDS", 1.0)
+        self.env = dict(env or {})
+        url, token = getattr(client, "url", None), getattr(client, "token", None)
+        if url and token:  # the runs' kernels and flows send their records to the same server
+            self.env.setdefault("NBFLOW_API_URL", url)
+            self.env.setdefault("NBFLOW_API_TOKEN", token)
+        self._running: dict[str, tuple[threading.Thread, threading.Event]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_heartbeat = 0.0
+
+    def wake(self) -> None:
+        """Look for runs now (new runs were created, or a cancel was asked for)."""
+        self._wake.set()
+
+    def run_forever(self) -> None:
+        """Claim and run until stop() (or Ctrl-C, which stops the runs of this worker too)."""
+        try:
+            while not self._stop.is_set():
+                self.step()
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+        except KeyboardInterrupt:
+            self.stop("The worker was interrupted (Ctrl-C)")
+        finally:
+            self._join()
+
+    def start_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.run_forever, name=f"nbflow-worker-{self.pool}", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self, reason: str = "The worker stopped") -> None:
+        """Stop claiming; runs still executing are killed and recorded Crashed with `reason`."""
+        self._stop_reason = reason
+        self._stop.set()
+        with self._lock:
+            events = [event for _, event in self._running.values()]
+        for event in events:
+            event.set()
+        self._wake.set()
+
+    def step(self) -> None:
+        """One round: heartbeat (and stop runs the server wants stopped), then claim free slots."""
+        try:
+            self._heartbeat()
+            free = self.limit - len(self._running)
+            if free > 0 and not self._stop.is_set():
+                for claimed in self.client.claim_runs(self.pool, self.id, free):
+                    self._start(claimed)
+        except NbflowError as exc:  # the server is away or refused: say so, try again next round
+            logger.warning("nbflow worker %s: %s", self.id, exc)
+
+    def _heartbeat(self) -> None:
+        with self._lock:
+            run_ids = list(self._running)
+        now = time.monotonic()
+        if not run_ids and now - self._last_heartbeat < heartbeat_seconds():
+            return
+        answer = self.client.heartbeat(self.id, self.pool, run_ids)
+        self._last_heartbeat = now
+        with self._lock:
+            for run_id in answer.get("cancel", []):
+                if run_id in self._running:
+                    self._running[run_id][1].set()
+
+    def _start(self, claimed: dict[str, Any]) -> None:
+        cancel = threading.Event()
+        thread = threading.Thread(target=self._execute, args=(claimed, cancel), daemon=True,
+                                  name=f"nbflow-run-{claimed['id'][:8]}")
+        with self._lock:
+            self._running[claimed["id"]] = (thread, cancel)
+        thread.start()
+
+    def _execute(self, claimed: dict[str, Any], cancel: threading.Event) -> None:
+        from nbflow.deployments.execution import Execution, Outcome, RunSpec
+
+        run_id = claimed["id"]
+        try:
+            spec = RunSpec.from_claim(claimed)
+            execution = Execution(spec, env=self.env)
+            output = str(execution.output_notebook) if execution.output_notebook else None
+            self._report(run_id, "Running", f"Running on worker {self.id}", output)
+            execution.start()
+            outcome = execution.wait(cancel=cancel)
+            if self._stop.is_set() and outcome.state == "Cancelled":
+                outcome = Outcome("Crashed", getattr(self, "_stop_reason", "The worker stopped"),
+                                  outcome.output_notebook)
+        except _Gone:
+            outcome = None
+        except Exception as exc:  # the run must end recorded, whatever broke here
+            logger.exception("nbflow worker %s could not run %s", self.id, run_id)
+            outcome = Outcome("Crashed", f"The worker could not run it: {type(exc).__name__}: {exc}")
+        try:
+            if outcome is not None:
+                self._report(run_id, outcome.state, outcome.message, outcome.output_notebook)
+        except _Gone:
+            pass
+        finally:
+            with self._lock:
+                self._running.pop(run_id, None)
+            self._wake.set()
+
+    def _report(self, run_id: str, state: str, message: str, output_notebook: str | None) -> None:
+        """Record a state, retrying while the server is away; _Gone if the run is no longer ours."""
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                self.client.set_run_state(run_id, state, message, output_notebook=output_notebook,
+                                          worker_id=self.id)
+                return
+            except NbflowError as exc:
+                if getattr(exc, "status", None) in (404, 409) or isinstance(exc, LookupError):
+                    raise _Gone() from exc  # cancelled, crashed or deleted meanwhile
+                if time.monotonic() > deadline:
+                    logger.error("nbflow worker %s could not record %s of run %s: %s", self.id, state, run_id, exc)
+                    raise _Gone() from exc
+                time.sleep(1.0)
+
+    def _join(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = [thread for thread, _ in self._running.values()]
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.1))
+
+
+class _Gone(Exception):
+    """The run is no longer this worker's to report (cancelled, crashed or deleted meanwhile)."""

@@ -1,0 +1,72 @@
+"""The server's background work: the scheduler loop and the in-server worker.
+
+The scheduler creates the runs of scheduled deployments ahead of time and crashes the runs
+of workers that stopped heartbeating; the in-server worker (on by default) executes the due
+runs of the `default` pool, woken at once when runs are created or cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from nbflow.deployments import service
+from nbflow.errors import NbflowError
+
+logger = logging.getLogger("nbflow.server")
+
+
+def scheduler_seconds() -> float:
+    """Seconds between scheduler passes (NBFLOW_SCHEDULER_SECONDS, default 5)."""
+    try:
+        return max(float(os.environ.get("NBFLOW_SCHEDULER_SECONDS", "5")), 0.05)
+    except ValueError:
+        return 5.0
+
+
+class Background:
+    """Starts and stops the scheduler thread and the in-server worker."""
+
+    def __init__(self, store: Any, *, worker: bool = True, worker_limit: int = 4, pool: str = "default") -> None:
+        self.store = store
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.worker = None
+        if worker:
+            from nbflow.deployments.client import LocalClient
+            from nbflow.deployments.worker import Worker
+
+            self.worker = Worker(LocalClient(store), pool, limit=worker_limit, poll_seconds=2.0)
+
+    def start(self) -> None:
+        scheduler = threading.Thread(target=self._schedule_forever, name="nbflow-scheduler", daemon=True)
+        scheduler.start()
+        self._threads.append(scheduler)
+        if self.worker is not None:
+            service.run_listeners.append(self.worker.wake)
+            self._threads.append(self.worker.start_in_thread())
+
+    def stop(self) -> None:
+        """Stop scheduling; runs of the in-server worker still executing end Crashed."""
+        self._stop.set()
+        if self.worker is not None:
+            if self.worker.wake in service.run_listeners:
+                service.run_listeners.remove(self.worker.wake)
+            self.worker.stop("The nbflow server stopped while the run was executing")
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _schedule_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                service.schedule_pass(self.store)
+                crashed = service.crash_stale_runs(self.store)
+                if crashed:
+                    logger.warning("nbflow: %d run(s) of workers that stopped heartbeating are Crashed", len(crashed))
+            except NbflowError as exc:
+                logger.warning("nbflow scheduler: %s", exc)
+            except Exception:  # keep scheduling whatever one pass hit
+                logger.exception("nbflow scheduler pass failed")
+            self._stop.wait(scheduler_seconds())

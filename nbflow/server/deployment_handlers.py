@@ -1,0 +1,120 @@
+"""Request handlers for deployments, their runs, webhooks, work pools and workers."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from tornado import web
+
+from nbflow.deployments import service
+from nbflow.server.handlers import NbflowHandler, api
+from nbflow.server.runs_api import page
+
+
+class DeploymentsHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self) -> list:
+        limit, offset = page(self.arguments())
+        return service.list_deployments(self.store, limit, offset)
+
+    @web.authenticated
+    @api
+    def post(self) -> dict:
+        created = service.create_deployment(self.store, self.json_body())
+        self.set_status(201)
+        return created
+
+
+class DeploymentHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, ref: str) -> dict:
+        return service.get_deployment(self.store, ref)
+
+    @web.authenticated
+    @api
+    def patch(self, ref: str) -> dict:
+        return service.update_deployment(self.store, ref, self.json_body())
+
+    @web.authenticated
+    @api
+    def delete(self, ref: str) -> dict:
+        return service.delete_deployment(self.store, ref)
+
+
+class DeploymentRunsHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def post(self, ref: str) -> dict:
+        body = self.json_object(allowed=("parameters",))
+        run = service.create_run(self.store, ref, body.get("parameters"))
+        self.set_status(201)
+        return run
+
+
+class CancelHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def post(self, run_id: str) -> dict:
+        run = service.cancel_run(self.store, run_id)
+        if run["state"] not in ("Cancelled",):
+            self.set_status(202)  # its worker stops it and records Cancelled
+        return run
+
+
+class RunStateHandler(NbflowHandler):
+    """A worker reports the state of a run it claimed."""
+
+    @web.authenticated
+    @api
+    def post(self, run_id: str) -> dict:
+        body = self.json_object(allowed=("state", "message", "output_notebook", "worker_id"), required=("state",))
+        return service.set_run_state(self.store, run_id, body["state"], body.get("message"),
+                                     body.get("output_notebook"), body.get("worker_id"))
+
+
+class WebhookHandler(NbflowHandler):
+    """Outside services start a deployment's run with the webhook's own secret, not the server's token."""
+
+    def check_xsrf_cookie(self) -> None:
+        """No browser cookie authenticates this route: the secret does, so XSRF does not apply."""
+
+    @allow_unauthenticated
+    @api
+    def post(self, slug: str) -> dict:
+        secret = self.request.headers.get("X-Nbflow-Webhook-Secret") or self.get_query_argument("secret", None)
+        body = self.json_body() if self.request.body else {}
+        run = service.webhook_run(self.store, slug, secret, body)
+        self.set_status(201)
+        return run
+
+
+class WorkPoolsHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self) -> list:
+        return service.list_work_pools(self.store)
+
+    @web.authenticated
+    @api
+    def post(self) -> dict:
+        body = self.json_object(allowed=("name", "concurrency_limit"), required=("name",))
+        pool = service.create_work_pool(self.store, body["name"], body.get("concurrency_limit"))
+        self.set_status(201)
+        return pool
+
+
+class ClaimHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def post(self, pool: str) -> list:
+        body = self.json_object(allowed=("worker_id", "limit"), required=("worker_id",))
+        return service.claim_runs(self.store, pool, body["worker_id"], body.get("limit", 1))
+
+
+class HeartbeatHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def post(self, worker_id: str) -> dict:
+        body = self.json_object(allowed=("work_pool", "run_ids"))
+        return service.heartbeat(self.store, worker_id, body.get("work_pool") or "default", body.get("run_ids") or [])
