@@ -70,3 +70,14 @@ def flow_run(run_id: str) -> FlowRunRecord:
 def sql(query: str, params: list[Any] | None = None) -> Any:
     """Run SQL over the run store (tables flow_runs, task_runs, state_history, logs, cache_entries)."""
     return _store().query(query, params)
+
+
+def deploy(target: Any, name: str, **options: Any) -> dict[str, Any]:
+    """Deploy a notebook (`"report.ipynb"`), a `"FILE.py:FLOW"` or a Flow as `name`; re-deploying updates it.
+
+    Options: cron, interval, timezone, parameters, timeout_seconds, work_pool, paused. Without a
+    running server the deployment is stored in the embedded store and runs once a server starts.
+    """
+    from nbflow.deployments.client import deploy as deploy_target
+
+    return deploy_target(target, name, **options)

@@ -12,7 +12,7 @@ import nbflow
 def test_exported_members() -> None:
     assert sorted(nbflow.__all__) == sorted([
         "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner",
-        "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "exponential_backoff",
+        "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff",
         "flow", "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task",
         "task_runs", "unmapped", "wait",
     ])
@@ -34,6 +34,12 @@ def test_import_nbflow_loads_no_heavy_module() -> None:
             "print(json.dumps([m for m in heavy if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_deploy_is_a_function_also_after_the_deployments_package_loads() -> None:
+    import nbflow.deployments.schedules  # noqa: F401
+
+    assert callable(nbflow.deploy) and nbflow.deploy.__module__ == "nbflow.api"
 
 
 def test_the_flows_function_is_not_shadowed_by_a_submodule() -> None:

@@ -73,6 +73,18 @@ class Flow:
                 f"with_options() got unknown option(s) {sorted(unknown)}; valid: {sorted(self._options)}.")
         return Flow(self.fn, **{**self._options, **options})
 
+    def serve(self, name: str, **options: Any) -> None:
+        """Deploy this flow as `name` (cron=, interval=, parameters=, ...) and run its runs here until Ctrl-C."""
+        from nbflow.deployments.client import serve  # the deployment layer loads only when asked for
+
+        serve(self, name, **options)
+
+    def deploy(self, name: str, **options: Any) -> dict[str, Any]:
+        """Deploy this flow as `name` on the server (cron=, interval=, parameters=, work_pool=, ...)."""
+        from nbflow.deployments.client import deploy
+
+        return deploy(self, name, **options)
+
     def validate(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
         """Bind and (unless validate_parameters=False) type-check a call's parameters."""
         owner = f"Flow '{self.name}'"

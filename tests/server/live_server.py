@@ -56,11 +56,12 @@ class LiveServer:
                 "NBFLOW_API_TOKEN": self.token}
 
 
-def start_server(home: Path, log: Path, token: str) -> LiveServer:
-    port = free_port()
-    env = {**os.environ, "NBFLOW_HOME": str(home), "NBFLOW_API_TOKEN": token}
+def start_server(home: Path, log: Path, token: str, extra_env: dict[str, str] | None = None,
+                 port: int | None = None) -> LiveServer:
+    port = port or free_port()
+    env = {**os.environ, "NBFLOW_HOME": str(home), "NBFLOW_API_TOKEN": token, **(extra_env or {})}
     env.pop("NBFLOW_API_URL", None)
-    out = open(log, "w")
+    out = open(log, "a")
     process = subprocess.Popen([sys.executable, "-m", "nbflow", "server", "start", "--port", str(port)],
                                env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
