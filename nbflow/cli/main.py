@@ -13,12 +13,12 @@ import os
 import sys
 
 from nbflow._version import __version__
-from nbflow.cli import flow_runs, flows, notebook_run, server, version
+from nbflow.cli import deploy, deployments, flow_runs, flows, notebook_run, server, version, workers
 from nbflow.cli.base import CliParser, CommandError, print_help
 from nbflow.errors import NbflowError
 
 #: the modules that add commands, in the order `nbflow --help` lists them.
-COMMAND_MODULES = (version, flows, flow_runs, notebook_run, server)
+COMMAND_MODULES = (version, flows, flow_runs, notebook_run, deploy, deployments, workers, server)
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
