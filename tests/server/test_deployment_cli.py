@@ -76,3 +76,47 @@ def test_pause_resume_and_delete(server, tmp_path) -> None:
     assert server.request("GET", "deployments/hourly")[1]["paused"] is False
     assert nbflow(server, "deployment", "delete", "hourly").returncode == 0
     assert server.request("GET", "deployments/hourly")[0] == 404
+
+
+def test_flow_serve_and_nbflow_deploy_from_python(server, tmp_path) -> None:
+    import signal
+    import textwrap
+    import time
+
+    from deployment_helpers import start_run, wait_for
+
+    script = tmp_path / "served.py"
+    script.write_text(textwrap.dedent("""
+        from nbflow import flow
+
+        @flow
+        def greet(who: str = "world") -> str:
+            print("hello", who)
+            return who
+
+        if __name__ == "__main__":
+            greet.serve("greeter", interval=3600, parameters={"who": "team"})
+    """))
+    serving = subprocess.Popen([sys.executable, str(script)], env=server.client_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while server.request("GET", "deployments/greeter")[0] != 200:
+            assert serving.poll() is None and time.monotonic() < deadline, serving.stdout.read()
+            time.sleep(0.2)
+        deployment = server.request("GET", "deployments/greeter")[1]
+        assert deployment["work_pool"] == "serve-greeter" and deployment["schedule"] == {"interval": 3600}
+        done = wait_for(server, start_run(server, "greeter")["id"])
+        assert done["state"] == "Completed" and done["worker_id"] and done["parameters"] == {"who": "team"}
+    finally:
+        serving.send_signal(signal.SIGINT)
+        serving.wait(timeout=30)
+
+    notebook = write_notebook(tmp_path / "py.ipynb", "n = 1", "print(n)")
+    code = ("import nbflow, json; d = nbflow.deploy(%r, 'from-python', cron='30 6 * * 1-5', "
+            "parameters={'n': 2}); print(json.dumps(d))") % str(notebook)
+    done = subprocess.run([sys.executable, "-c", code], env=server.client_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert server.request("GET", "deployments/from-python")[1]["schedule"] == {"cron": "30 6 * * 1-5",
+                                                                               "timezone": "UTC"}
