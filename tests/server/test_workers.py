@@ -105,6 +105,12 @@ def test_a_worker_killed_mid_run_leaves_its_run_crashed(server, tmp_path) -> Non
         worker.kill()  # SIGKILL: no goodbye, no more heartbeats
         worker.wait()
         crashed = wait_for(server, run["id"], timeout=60)
+        # the run's process and kernel notice their worker is gone and stop by themselves
+        deadline = time.monotonic() + 15
+        while [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]:
+            assert time.monotonic() < deadline, [(p.pid, p.cmdline(), p.status(), p.ppid()) for p in family
+                                                 if p.is_running()]
+            time.sleep(0.2)
     finally:
         stop_process_tree(worker)
         for child in locals().get("family", []):
