@@ -97,12 +97,14 @@ def run_notebook(spec: dict[str, Any]) -> tuple[str, str]:
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import DeadKernelError
 
+    from nbflow.deployments.notebook_runs import failing_cell_message
+
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(str(source), str(output), parameters=spec.get("parameters") or {},
                                    cwd=str(source.parent), progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as exc:
-        return "Failed", f"Cell {exc.cell_index} raised {exc.ename}: {exc.evalue}"
+        return "Failed", failing_cell_message(exc)
     except DeadKernelError as exc:
         return "Crashed", (f"The notebook's kernel died while running it (nbclient: {exc}): the kernel "
                            "process was killed or crashed, for example it ran out of memory or a C "

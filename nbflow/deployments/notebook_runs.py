@@ -41,6 +41,16 @@ def default_output_path(notebook: Path, run_id: str) -> Path:
     return settings.home() / "runs" / notebook.stem / f"{stamp}-{run_id[:8]}.ipynb"
 
 
+def failing_cell_message(exc: Any) -> str:
+    """Which cell raised what, from papermill's PapermillExecutionError: the cell's number in the
+    output notebook (which also holds papermill's injected-parameters cell) and its first line."""
+    first = next((line.strip() for line in (exc.source or "").splitlines() if line.strip()), "")
+    if len(first) > 60:
+        first = first[:57] + "..."
+    where = f"Cell {exc.cell_index + 1} of the output notebook" + (f" (`{first}`)" if first else "")
+    return f"{where} raised {exc.ename}: {exc.evalue}"
+
+
 @contextlib.contextmanager
 def _environ(values: dict[str, str]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in values}
@@ -79,7 +89,7 @@ def run_notebook(notebook: Path | str, parameters: dict[str, Any] | None = None,
             papermill.execute_notebook(str(source), str(out), parameters=values, cwd=str(source.parent),
                                        progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as exc:
-        message = f"Cell {exc.cell_index} raised {exc.ename}: {exc.evalue}"
+        message = failing_cell_message(exc)
         state = enter_flow_state(run, "Failed", message, exception=exc)
     except DeadKernelError as exc:
         state = enter_flow_state(run, "Crashed", f"The notebook's kernel died: {exc}", exception=exc)

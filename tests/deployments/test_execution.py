@@ -104,7 +104,8 @@ def test_failing_cell_is_failed_naming_cell_exception_and_message(tmp_path: Path
                        parameters="n = 0")
     outcome = execute(_notebook_spec(source, {"n": 7}))
     assert outcome.state == "Failed"
-    assert outcome.message == "Cell 3 raised ValueError: bad input 7"  # parameters, injected, x, raise
+    assert outcome.message == ("Cell 4 of the output notebook (`raise ValueError(f'bad input {n}')`) raised "
+                               "ValueError: bad input 7")  # parameters, injected, x, raise
     executed = nbformat.read(outcome.output_notebook, as_version=4)
     assert any("ValueError" in str(c.get("outputs")) for c in executed.cells)
 

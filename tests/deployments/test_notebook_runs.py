@@ -84,5 +84,6 @@ def test_failing_notebook_ends_failed_naming_the_cell_and_error(tmp_path: Path) 
     assert done.returncode == 1
     assert "Failed" in done.stderr and "ValueError: bad input file" in done.stderr
     run = nbflow.runs().iloc[0]
-    assert run["state"] == "Failed" and "Cell 2 raised ValueError: bad input file" in run["state_message"]
+    assert run["state"] == "Failed" and run["state_message"] == ("Cell 3 of the output notebook "
+                                                                 "(`raise ValueError('bad input file')`) raised ValueError: bad input file")
     assert Path(run["output_notebook"]).is_file()  # the failed run's output notebook is kept
