@@ -19,6 +19,8 @@ def register(commands: Commands) -> None:
                                     "from NBFLOW_API_TOKEN, else a new one is made and printed.")
     start.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     start.add_argument("--port", type=port_number, default=4200, help="port to listen on (default 4200)")
+    start.add_argument("--no-worker", action="store_true",
+                       help="do not run deployment runs in the server (leave them to `nbflow worker start`)")
     database = add_group(server, "database", help="The run store: a DuckDB file under NBFLOW_HOME.")
     reset = add_command(database, "reset", reset_database,
                         help="Delete the run store: every flow run, task run and log line.")
@@ -51,7 +53,7 @@ def start_server(args: argparse.Namespace) -> int:
                 raise CommandError(f"Cannot listen on {args.host}:{args.port}: {exc.strerror}. Stop what "
                                    "uses that port or pass --port.") from None
     token = os.environ.get("NBFLOW_API_TOKEN") or secrets.token_hex(24)
-    return run_standalone(args.host, args.port, token)
+    return run_standalone(args.host, args.port, token, worker=not args.no_worker)
 
 
 def reset_database(args: argparse.Namespace) -> int:

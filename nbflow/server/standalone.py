@@ -14,7 +14,7 @@ from nbflow import settings  # noqa: E402
 from nbflow.server.app import NbflowApp  # noqa: E402
 
 
-def run_standalone(host: str, port: int, token: str) -> int:
+def run_standalone(host: str, port: int, token: str, worker: bool = True) -> int:
     """Serve until interrupted; print the URL and token once listening."""
     os.environ["NBFLOW_API_TOKEN"] = token
     NbflowApp.announce = True
@@ -24,6 +24,8 @@ def run_standalone(host: str, port: int, token: str) -> int:
         f"--ServerApp.root_dir={settings.home()}", "--ServerApp.allow_unauthenticated_access=False",
         f"--ServerApp.runtime_dir={settings.home() / 'jupyter-runtime'}",
     ]
+    if not worker:
+        argv.append("--NbflowApp.worker=False")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--ServerApp.allow_root=True")  # containers and CI run as root
     NbflowApp.launch_instance(argv=argv)
