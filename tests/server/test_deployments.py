@@ -242,6 +242,14 @@ def test_work_pools_are_created_listed_and_checked(server) -> None:
     assert {"default", "gpu"} <= set(names)
     status, answer = server.request("POST", "work_pools/gpu/claim", {"worker_id": "w-1", "limit": "many"})
     assert status == 422 and answer["field"] == "limit"
+    status, answer = server.request("POST", "work_pools/gpu/claim", {"limit": 1})
+    assert status == 400 and answer["field"] == "worker_id"
+    status, answer = server.request("POST", "workers/w-1/heartbeat", {"work_pool": "gpu", "run_ids": "all"})
+    assert status == 422 and answer["field"] == "run_ids"
+    status, answer = server.request("POST", "workers/w-1/heartbeat", {"work_pool": "gpu", "run_ids": []})
+    assert status == 200 and answer == {"cancel": []}
+    gpu = next(p for p in server.request("GET", "work_pools")[1] if p["name"] == "gpu")
+    assert gpu["workers"] == 1  # w-1 heartbeated just now
 
 
 def wait_until(predicate, timeout: float = 60) -> None:
