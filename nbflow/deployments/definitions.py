@@ -8,6 +8,7 @@ parameters, an optional schedule, a timeout, a work pool, a webhook and triggers
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -238,6 +239,64 @@ def _triggers(spec: Any) -> list[dict[str, str]]:
                                   "triggers")
         checked.append({"deployment": trigger["deployment"], "state": name})
     return checked
+
+
+def parameter_schema(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The parameters a deployment's target takes: name -> {type, default, required, help}, with the
+    deployment's own parameters as the defaults (for a run form). {} if the target cannot be read."""
+    target = row.get("notebook") or (row.get("entrypoint") or "").rsplit(":", 1)[0]
+    try:
+        stamp = Path(target).stat().st_mtime_ns
+    except OSError:
+        return {}
+    schema = {name: dict(info) for name, info in _target_schema(row["kind"], row.get("notebook") or
+                                                                row.get("entrypoint"), stamp).items()}
+    for name, value in (row.get("parameters") or {}).items():
+        if name in schema:
+            schema[name].update(default=value, required=False)
+    return schema
+
+
+@functools.lru_cache(maxsize=256)
+def _target_schema(kind: str, target: str, stamp: int) -> dict[str, dict[str, Any]]:
+    """Cached by the file's modification time: papermill's inspection takes tens of milliseconds."""
+    import ast
+
+    if kind == "notebook":
+        from nbflow.deployments.notebook_params import NotebookParameterError, notebook_parameters
+
+        try:
+            found = notebook_parameters(Path(target))
+        except NotebookParameterError:
+            return {}
+        schema = {}
+        for name, info in found.items():
+            try:
+                default = ast.literal_eval(str(info.get("default")))
+            except (ValueError, SyntaxError):
+                default = info.get("default")
+            schema[name] = {"type": info.get("type") or "any", "default": default, "required": False,
+                            "help": info.get("help") or ""}
+        return schema
+    from nbflow.deployments.entrypoints import EntrypointError, flow_signature
+
+    path, function = target.rsplit(":", 1)
+    try:
+        signature = flow_signature(Path(path), function)
+    except EntrypointError:
+        return {}
+    return {name: {"type": _schema_type(info.get("annotation"), info.get("default")),
+                   "default": info.get("default"), "required": bool(info.get("required")), "help": ""}
+            for name, info in signature.items()}
+
+
+def _schema_type(annotation: Any, default: Any) -> str:
+    names = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list": "list", "dict": "dict"}
+    if isinstance(annotation, str) and annotation.split("[")[0] in names:
+        return names[annotation.split("[")[0]]
+    if default is not None and type(default).__name__ in names:
+        return names[type(default).__name__]
+    return "any"
 
 
 def body_value(body: Any, path: str) -> Any:

@@ -84,8 +84,12 @@ def list_deployments(store: Any, limit: int = 100, offset: int = 0) -> list[dict
 
 
 def get_deployment(store: Any, ref: str) -> dict[str, Any]:
+    """One deployment, with the schema of the parameters its target takes (for a run form)."""
+    from nbflow.deployments.definitions import parameter_schema
+
     with store.transaction("read a deployment from") as con:
-        return deployment_json(_deployment(con, ref))
+        row = _deployment(con, ref)
+    return deployment_json(row) | {"parameter_schema": parameter_schema(row)}
 
 
 def update_deployment(store: Any, ref: str, patch: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from traitlets import Bool, Int
 
 from nbflow.server.background import Background
 from nbflow.server.openapi import OpenApiHandler
+from nbflow.server.pages import dashboard_handlers
 from nbflow.server.routes import ROUTES
 from nbflow.store import backend
 from nbflow.store.server_info import ServerInfo, remove_runtime_file, write_runtime_file
@@ -30,7 +31,7 @@ class NbflowApp(ExtensionApp):
     """The nbflow server extension."""
 
     name = "nbflow"
-    extension_url = "/nbflow/api/openapi.json"
+    extension_url = "/nbflow/"
     load_other_extensions = False
     open_browser = False
     #: print the URL and token on start (the standalone `nbflow server start` sets it).
@@ -48,6 +49,7 @@ class NbflowApp(ExtensionApp):
         for route in ROUTES:
             self.handlers.append((url_path_join(API_PREFIX, route.pattern), route.handler))
         self.handlers.append((url_path_join(API_PREFIX, "openapi.json"), OpenApiHandler))
+        self.handlers.extend(dashboard_handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Once the server listens: advertise it to other processes and to the kernels it starts."""

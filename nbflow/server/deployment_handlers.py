@@ -6,6 +6,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from tornado import web
 
 from nbflow.deployments import service
+from nbflow.server import run_views
 from nbflow.server.handlers import NbflowHandler, api
 from nbflow.server.runs_api import page
 
@@ -118,3 +119,37 @@ class HeartbeatHandler(NbflowHandler):
     def post(self, worker_id: str) -> dict:
         body = self.json_object(allowed=("work_pool", "run_ids"))
         return service.heartbeat(self.store, worker_id, body.get("work_pool") or "default", body.get("run_ids") or [])
+
+
+class RunStatesHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> list:
+        return run_views.run_states(self.store, run_id)
+
+
+class RunGraphHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> dict:
+        return run_views.run_graph(self.store, run_id)
+
+
+class OutputNotebookHandler(NbflowHandler):
+    """The executed notebook as HTML, for an iframe: sandboxed, no scripts, nothing fetched."""
+
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> None:
+        page = run_views.output_notebook_html(self.store, run_id)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; "
+                        "style-src 'unsafe-inline'; font-src data:; frame-ancestors 'self'")
+        self.finish(page)
+
+
+class WorkersHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self) -> list:
+        return run_views.list_workers(self.store)

@@ -22,7 +22,7 @@ def run_standalone(host: str, port: int, token: str, worker: bool = True) -> int
         f"--ServerApp.ip={host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
         f"--ServerApp.root_dir={settings.home()}", "--ServerApp.allow_unauthenticated_access=False",
-        f"--ServerApp.runtime_dir={settings.home() / 'jupyter-runtime'}",
+        f"--ServerApp.runtime_dir={settings.home() / 'jupyter-runtime'}", "--ServerApp.default_url=/nbflow/",
     ]
     if not worker:
         argv.append("--NbflowApp.worker=False")
