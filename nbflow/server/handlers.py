@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from typing import Any, Callable
 
 from jupyter_server.auth.decorator import allow_unauthenticated
@@ -149,6 +150,7 @@ class SqlHandler(NbflowHandler):
         body = self.json_body()
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str) or not body["sql"].strip():
             raise bad_request("The body must be {\"sql\": \"select ...\", \"params\": [...]}.", "sql")
+        _check_read_only(body["sql"])
         params = body.get("params") or []
         if not isinstance(params, list):
             raise bad_request("params must be a list of values for the query's ? placeholders.", "params")
@@ -164,6 +166,28 @@ class SqlHandler(NbflowHandler):
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         self.finish(sink.getvalue().to_pybytes(), set_content_type=ARROW_STREAM)
+
+
+_parser_lock = threading.Lock()
+_parser: Any = None
+
+
+def _check_read_only(sql: str) -> None:
+    """The SQL route reads: one SELECT (or EXPLAIN) statement, nothing that writes or attaches."""
+    global _parser
+    import duckdb
+
+    with _parser_lock:
+        if _parser is None:
+            _parser = duckdb.connect(":memory:")
+        try:
+            statements = _parser.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise bad_request(f"The query does not parse: {exc}", "sql") from None
+    kinds = [s.type.name for s in statements]
+    if len(kinds) != 1 or kinds[0] not in ("SELECT", "EXPLAIN"):
+        raise bad_request(f"The SQL route runs one read-only SELECT statement; got {', '.join(kinds) or 'none'}. "
+                          "Change runs through the API's other routes.", "sql")
 
 
 def _query_arrow(store: Any, sql: str, params: list) -> Any:

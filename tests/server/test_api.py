@@ -114,12 +114,17 @@ def test_flow_runs_from_a_client_process_are_served(seeded) -> None:
     ("POST", "events", {"flow_runs": [[1, 2]]}, 400, "flow_runs"),
     ("POST", "sql", {"sql": ""}, 400, "sql"),
     ("POST", "sql", {"sql": "select * from no_such_table"}, 400, "query failed"),
+    ("POST", "sql", {"sql": "delete from flow_runs"}, 400, "one read-only SELECT"),
+    ("POST", "sql", {"sql": "select 1; drop table flow_runs"}, 400, "one read-only SELECT"),
+    ("POST", "sql", {"sql": "attach 'other.duckdb'"}, 400, "one read-only SELECT"),
+    ("POST", "sql", {"sql": "selec 1"}, 400, "does not parse"),
 ])
 def test_bad_input_gets_a_4xx_naming_the_problem(seeded, method: str, path: str, body, status: int,
                                                  text: str) -> None:
     got, reply = seeded.request(method, path, body)
     assert got == status, reply
     assert text in reply["message"] or text == reply.get("field")
+    assert seeded.request("GET", "flow_runs")[1]  # nothing was deleted
 
 
 def test_runtime_file_advertises_the_server_and_goes_away_on_stop(tmp_path) -> None:
