@@ -47,6 +47,7 @@ def start_server(args: argparse.Namespace) -> int:
 
     if args.port:
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is fine
             try:
                 probe.bind((args.host, args.port))
             except OSError as exc:

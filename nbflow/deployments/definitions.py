@@ -33,10 +33,13 @@ _FINAL = ("Completed", "Failed", "TimedOut", "Crashed", "Cancelled")
 class DeploymentError(NbflowError, ValueError):
     """A deployment body that cannot be stored; `field` names the offending field."""
 
-    def __init__(self, message: str, field: str | None = None, status: int = 422) -> None:
+    def __init__(self, message: str, field: str | None = None, status: int = 422,
+                 parameter: str | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.status = status
+        #: the parameter at fault, when field is "parameters" (a form shows the message next to it)
+        self.parameter = parameter
 
 
 class UnknownDeploymentError(NbflowError, LookupError):
@@ -133,7 +136,7 @@ def _parameters(row: dict[str, Any], values: Any) -> tuple[set[str] | None, dict
             checked = check_parameters(Path(row["notebook"]), values)
             declared: set[str] | None = set(notebook_parameters(Path(row["notebook"])))
         except NotebookParameterError as exc:
-            raise DeploymentError(str(exc), "parameters") from None
+            raise DeploymentError(str(exc), "parameters", parameter=exc.parameter) from None
     else:
         from nbflow.deployments.entrypoints import EntrypointError, check_flow_parameters, flow_signature
 
@@ -142,7 +145,7 @@ def _parameters(row: dict[str, Any], values: Any) -> tuple[set[str] | None, dict
             checked = check_flow_parameters(Path(path), function, values)
             signature = flow_signature(Path(path), function)
         except EntrypointError as exc:
-            raise DeploymentError(str(exc), "parameters") from None
+            raise DeploymentError(str(exc), "parameters", parameter=getattr(exc, "parameter", None)) from None
         declared = None if any(p.get("kind") == "var_keyword" for p in signature.values()) else set(signature)
     try:
         json.dumps(checked)

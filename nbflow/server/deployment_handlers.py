@@ -142,10 +142,9 @@ class OutputNotebookHandler(NbflowHandler):
     @api
     def get(self, run_id: str) -> None:
         page = run_views.output_notebook_html(self.store, run_id)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; "
                         "style-src 'unsafe-inline'; font-src data:; frame-ancestors 'self'")
-        self.finish(page)
+        self.finish(page, set_content_type="text/html; charset=utf-8")
 
 
 class WorkersHandler(NbflowHandler):

@@ -55,5 +55,7 @@ def status_and_body(exc: BaseException) -> tuple[int, dict]:
             field = getattr(exc, "field", None) or getattr(exc, "parameter", None)
             if field:
                 body["field"] = field
+            if getattr(exc, "parameter", None) and field != exc.parameter:
+                body["parameter"] = exc.parameter
             return status, body
     return 500, {"message": f"Internal error ({type(exc).__name__}); see the server log."}

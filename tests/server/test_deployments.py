@@ -115,6 +115,8 @@ def test_bad_deployment_bodies_get_a_4xx_naming_the_field(server, files, body, s
     assert words in answer["message"]
     if field:
         assert answer.get("field") == field, answer
+    if words == "nope":
+        assert answer["parameter"] == "nope"  # a run form shows the message next to that input
     assert all(d["name"] != "x" for d in server.request("GET", "deployments")[1])  # nothing half-written
 
 

@@ -76,6 +76,7 @@ def test_output_notebook_is_served_as_sandboxed_html(server, tmp_path) -> None:
     with urllib.request.urlopen(request, timeout=60) as response:
         page = response.read().decode()
         policy = response.headers["Content-Security-Policy"]
+        assert response.headers["Content-Type"].startswith("text/html")
     assert "the answer is 42" in page and "<html" in page
     assert policy.startswith("sandbox") and "default-src 'none'" in policy
 
