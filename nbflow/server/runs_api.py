@@ -9,6 +9,7 @@ from typing import Any
 from nbflow.engine.states import STATE_TYPES
 from nbflow.server.errors import bad_request
 from nbflow.store import queries
+from nbflow.store.records import FLOW_RUN_COLUMNS
 
 FLOW_RUN_FIELDS = ("id", "flow_name", "deployment_id", "state", "state_message", "parameters",
                    "scheduled_time", "start_time", "end_time", "output_notebook", "parent_flow_run_id",
@@ -19,12 +20,16 @@ TASK_RUN_FIELDS = ("id", "flow_run_id", "task_name", "state", "state_message", "
 LOG_FIELDS = ("timestamp", "level", "level_name", "logger", "flow_run_id", "task_run_id", "message")
 _STATES = {name.lower(): name for name in STATE_TYPES}
 MAX_LIMIT = 1000
+#: the fields of a flow run in the list route: those flow_runs holds (not the deployment's).
+_LISTED_RUN_FIELDS = tuple(f for f in FLOW_RUN_FIELDS if f in FLOW_RUN_COLUMNS)
+#: types jsonable() returns unchanged (exactly these: not numpy scalars or subclasses).
+_AS_IS = frozenset({str, int, bool, dict, list})
 
 
 def jsonable(value: Any) -> Any:
-    """A value from a DataFrame row as JSON: times as ISO 8601 UTC, NaN/NaT as null."""
-    if value is None:
-        return None
+    """A value from a DataFrame or a DuckDB row as JSON: times as ISO 8601 UTC, NaN/NaT as null."""
+    if value is None or type(value) in _AS_IS:
+        return value
     if isinstance(value, float) and math.isnan(value):
         return None
     if hasattr(value, "to_pydatetime"):
@@ -79,9 +84,11 @@ def list_flows(store: Any) -> list[dict[str, Any]]:
 
 def list_flow_runs(store: Any, arguments: dict[str, str]) -> list[dict[str, Any]]:
     limit, offset = page(arguments)
-    frame = queries.runs(store, flow_name=arguments.get("flow_name") or None,
-                         state=state_filter(arguments.get("state")), limit=limit, offset=offset)
-    return records(frame, FLOW_RUN_FIELDS)
+    rows = queries.run_rows(store, _LISTED_RUN_FIELDS, flow_name=arguments.get("flow_name") or None,
+                            state=state_filter(arguments.get("state")), limit=limit, offset=offset,
+                            deployment_id=arguments.get("deployment_id") or None,
+                            since=_time(arguments, "since"), until=_time(arguments, "until"))
+    return [{f: jsonable(row[f]) for f in _LISTED_RUN_FIELDS} for row in rows]
 
 
 def get_flow_run(store: Any, run_id: str) -> dict[str, Any]:
@@ -101,8 +108,33 @@ def list_task_runs(store: Any, run_id: str, arguments: dict[str, str]) -> list[d
     return records(frame.iloc[offset:offset + limit], TASK_RUN_FIELDS)
 
 
+def _time(arguments: dict[str, str], name: str) -> str | None:
+    """An ISO 8601 time from the query string as naive UTC text (a time without a zone is UTC)."""
+    raw = arguments.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.strip().replace(" ", "T"))
+    except ValueError:
+        raise bad_request(f"{name} must be an ISO 8601 time such as 2026-11-23T06:00:00Z; got {raw!r}.",
+                          name) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.isoformat(sep=" ")
+
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+
+
 def list_logs(store: Any, run_id: str, arguments: dict[str, str]) -> list[dict[str, Any]]:
     limit, offset = page(arguments, default_limit=MAX_LIMIT)
     full_id = queries.flow_run(store, run_id)["id"]
     frame = queries.logs(store, full_id).iloc[::-1]  # list routes are newest first
+    level = arguments.get("level")
+    if level:
+        minimum = _LEVELS.get(level.upper()) if not level.isdigit() else int(level)
+        if minimum is None:
+            raise bad_request(f"level must be a number such as 30 or one of {', '.join(_LEVELS)}; got {level!r}.",
+                              "level")
+        frame = frame[frame["level"] >= minimum]
     return records(frame.iloc[offset:offset + limit], LOG_FIELDS)

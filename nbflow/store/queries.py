@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from nbflow.errors import UnknownRunError
 from nbflow.store import records
@@ -55,9 +55,102 @@ def _limit(sql: str, params: list, limit: int | None, offset: int = 0) -> str:
 
 def runs(store: "EmbeddedStore", flow_name: str | None = None,
          state: str | Iterable[str] | None = None, limit: int | None = 100,
-         offset: int = 0) -> "pandas.DataFrame":
-    """Flow runs, newest first, optionally of one flow and in some states (names, any case)."""
+         offset: int = 0, **filters: Any) -> "pandas.DataFrame":
+    """Flow runs, newest first, optionally of one flow and in some states (names, any case);
+    `filters`: deployment_id, since, until (see _run_filters)."""
+    where, params = _run_filters(flow_name, state, **filters)
+    columns = _columns(_RUN_FIRST, records.FLOW_RUN_COLUMNS)
+    if limit is None or int(limit) <= 0:
+        sql = _limit(_runs_sql(columns, where), params, limit, offset)
+        return _parse_json(store.query(sql, params))
+
+    def last_time(frame: "pandas.DataFrame") -> Any:
+        start = _plain(frame["start_time"].iloc[-1])
+        return _plain(frame["created"].iloc[-1]) if start is None else start
+
+    frame = _page_of_runs(store, store.query, columns, where, params, int(limit), int(offset), last_time)
+    return _parse_json(frame)
+
+
+def run_rows(store: "EmbeddedStore", fields: Iterable[str], flow_name: str | None = None,
+             state: str | Iterable[str] | None = None, limit: int = 100,
+             offset: int = 0, **filters: Any) -> list[dict[str, Any]]:
+    """The runs of runs() as dicts of `fields` (flow_runs columns) holding plain Python values
+    (times as naive UTC datetimes, JSON parsed), for the server's list route: a DataFrame and
+    its conversion to JSON took about half of a request's time (~5 of ~11 ms for 100 runs).
+    `store` is an EmbeddedStore (the server's).
+    """
+    names = tuple(fields)
+    where, params = _run_filters(flow_name, state, **filters)
+    # The time each run sorts by comes last: the page's last one is what _page_of_runs remembers.
+    columns = f"{_columns(names, ())}, {_RUN_ORDER} AS run_time"
+    with store.transaction("read flow runs from") as con:
+        # What store.query() does before each read (EmbeddedStore has no public hook for it).
+        store._mark_crashed(con)
+        rows = _page_of_runs(store, lambda sql, values: con.execute(sql, values).fetchall(), columns,
+                             where, params, int(limit), int(offset), lambda rows: rows[-1][-1])
+    found = [dict(zip(names, row)) for row in rows]  # zip drops run_time
+    for name in JSON_COLUMNS.intersection(names):
+        for run in found:
+            run[name] = _loads(run[name])
+    return found
+
+
+#: flow runs sort newest first by this; a run not started yet by when it was created.
+_RUN_ORDER = "coalesce(start_time, created)"
+_NEVER = "'-infinity'::TIMESTAMP"
+#: (store, filters, offset + limit) -> the time of that page's last run when it was last read in
+#: this process, as text (see _page_of_runs). Only a hint: a wrong one costs a second statement.
+_page_starts: dict[tuple, Any] = {}
+_MAX_PAGE_STARTS = 256
+
+
+def _page_of_runs(store: Any, execute: Callable[[str, list], Any], columns: str, where: list[str],
+                  params: list, limit: int, offset: int, last_time: Callable[[Any], Any]) -> Any:
+    """One page of runs as `execute(sql, values)` returns it, read by looking only at the runs at
+    least as new as the page's last one: the same answer for less work, as a plain ORDER BY ...
+    LIMIT makes DuckDB read every column of every run into its top-N (~20 ms of CPU for 100k
+    runs; this, ~2 ms).
+
+    That time is the one the page's last run had when this page was last read in this process,
+    a constant DuckDB applies while it scans. Should fewer than offset + limit runs be that new
+    any more (runs were deleted, or moved back), the page comes back short and is read again
+    with the exact time, which DuckDB finds with a max(x, n) aggregate over one column, as on a
+    first read. `last_time(result)` tells the time of a full page's last run, to remember.
+    """
+    page_end = limit + offset
+    page = (repr(store), repr(params), page_end)
+    since = _page_starts.get(page)
+    result = None
+    if since is not None:
+        values = [*params, since, *params, since]  # text: an ApiStore sends its parameters as JSON
+        result = execute(_limit(_runs_since_sql(columns, where), values, limit, offset), values)
+    if result is None or len(result) < limit:
+        values = [*params, page_end, page_end, *params]
+        sql = _runs_sql(columns, [*where, _page_start_condition(where)])
+        result = execute(_limit(sql, values, limit, offset), values)
+    last = last_time(result) if len(result) == limit else None
+    if last is None:
+        _page_starts.pop(page, None)
+    else:
+        if len(_page_starts) >= _MAX_PAGE_STARTS:
+            _page_starts.clear()
+        _page_starts[page] = last.isoformat(sep=" ")
+    return result
+
+
+def _run_filters(flow_name: str | None, state: str | Iterable[str] | None, deployment_id: str | None = None,
+                 since: Any = None, until: Any = None) -> tuple[list[str], list]:
+    """WHERE conditions and their parameters; since/until bound a run's start time, or its
+    scheduled or created time when it has not started (naive UTC datetimes or their text)."""
     where, params = [], []
+    if deployment_id is not None:
+        where.append("deployment_id = ?")
+        params.append(deployment_id)
+    for bound, op in ((since, ">="), (until, "<=")):
+        if bound is not None:
+            where.append(f"coalesce(start_time, scheduled_time, created) {op} CAST(? AS TIMESTAMP)")
+            params.append(str(bound))
     if flow_name is not None:
         where.append("flow_name = ?")
         params.append(flow_name)
@@ -65,11 +158,35 @@ def runs(store: "EmbeddedStore", flow_name: str | None = None,
         states = [state] if isinstance(state, str) else list(state)
         where.append("list_contains(?, lower(state))")
         params.append([str(s).lower() for s in states])
-    sql = f"SELECT {_columns(_RUN_FIRST, records.FLOW_RUN_COLUMNS)} FROM flow_runs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY coalesce(start_time, created) DESC NULLS LAST, id"
-    return _parse_json(store.query(_limit(sql, params, limit, offset), params))
+    return where, params
+
+
+def _runs_sql(columns: str, where: list[str]) -> str:
+    conditions = f" WHERE {' AND '.join(where)}" if where else ""
+    return f"SELECT {columns} FROM flow_runs{conditions} ORDER BY {_RUN_ORDER} DESC NULLS LAST, id"
+
+
+def _runs_since_sql(columns: str, where: list[str]) -> str:
+    """_runs_sql of the runs at least as new as a time: the started ones (start_time >= it) and
+    those not started (created >= it), as two scans that DuckDB filters while reading the time
+    columns, before it reads the others (one `OR` would make it read them for every run not
+    started). Parameters: those of `where` and the time (text), twice."""
+    def part(conditions: list[str]) -> str:
+        return (f"SELECT {columns}, {_RUN_ORDER} AS sort_time, id AS sort_id FROM flow_runs "
+                f"WHERE {' AND '.join(conditions)}")
+
+    started = part([*where, "start_time >= CAST(? AS TIMESTAMP)"])
+    waiting = part([*where, "start_time IS NULL", "created >= CAST(? AS TIMESTAMP)"])
+    return (f"SELECT * EXCLUDE (sort_time, sort_id) FROM ({started} UNION ALL {waiting}) "
+            f"ORDER BY sort_time DESC NULLS LAST, sort_id")
+
+
+def _page_start_condition(where: list[str]) -> str:
+    """Keep the runs at least as new as the (offset + limit)-th newest of those `where` keeps, or
+    all when fewer match. Parameters: offset + limit twice, then those of `where`."""
+    conditions = f" WHERE {' AND '.join(where)}" if where else ""
+    newest = f"SELECT max({_RUN_ORDER}, ?)[?] FROM flow_runs{conditions}"
+    return f"coalesce({_RUN_ORDER}, {_NEVER}) >= coalesce(({newest}), {_NEVER})"
 
 
 def task_runs(store: "EmbeddedStore", flow_run_id: str | None = None,

@@ -125,3 +125,34 @@ def test_the_dashboard_page_needs_a_login(server) -> None:
     assert '<meta name="nbflow-api" content="/nbflow/api/">' in page
     with urllib.request.urlopen(server.url + "nbflow/static/plotly.min.js", timeout=30) as response:
         assert response.status == 200 and len(response.read()) > 1_000_000  # bundled, no CDN
+
+
+def test_flow_runs_filter_by_deployment_and_time_and_logs_by_level(server, tmp_path) -> None:
+    flow_file = write_flow_file(tmp_path / "noisy.py", """
+        from nbflow import flow, get_run_logger
+
+        @flow
+        def noisy() -> None:
+            logger = get_run_logger()
+            logger.info("just saying")
+            logger.warning("careful now")
+    """)
+    made = deploy(server, {"name": "noisy", "entrypoint": f"{flow_file}:noisy"})
+    first = wait_for(server, start_run(server, "noisy")["id"])
+    listed = server.request("GET", f"flow_runs?deployment_id={made['id']}")[1]
+    assert [r["id"] for r in listed] == [first["id"]]
+    start = first["start_time"]
+    assert [r["id"] for r in server.request("GET", f"flow_runs?deployment_id={made['id']}&since={start}")[1]] \
+        == [first["id"]]
+    assert server.request("GET", f"flow_runs?deployment_id={made['id']}&until=2000-01-01T00:00:00Z")[1] == []
+    assert server.request("GET", f"flow_runs?since=2999-01-01T00:00:00%2B02:00")[1] == []
+    status, answer = server.request("GET", "flow_runs?since=yesterday")
+    assert status == 400 and answer["field"] == "since"
+    child = next(r for r in server.request("GET", "flow_runs?flow_name=noisy")[1]
+                 if r["parent_flow_run_id"] == first["id"])
+    everything = [line["message"] for line in server.request("GET", f"flow_runs/{child['id']}/logs")[1]]
+    assert "just saying" in everything and "careful now" in everything
+    warnings = server.request("GET", f"flow_runs/{child['id']}/logs?level=WARNING")[1]
+    assert [line["message"] for line in warnings] == ["careful now"]
+    assert server.request("GET", f"flow_runs/{child['id']}/logs?level=30")[1] == warnings
+    assert server.request("GET", f"flow_runs/{child['id']}/logs?level=loud")[0] == 400
