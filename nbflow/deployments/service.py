@@ -322,13 +322,22 @@ def schedule_pass(store: Any, now: dt.datetime | None = None) -> int:
                 slots += schedule.next_times(start, count=AHEAD_COUNT - have, until=now_utc + AHEAD_HORIZON)
             if slots:
                 todo.append((row, slots))
-        created = 0
+        runs = []
         for row, slots in todo:
             row["parameters"] = json.loads(row["parameters"] or "{}")
-            runs = [(row["parameters"], s.replace(tzinfo=None), slot_key(row["id"], s), None) for s in slots]
-            created += len(_insert_runs(con, row, runs))
-            con.execute("UPDATE deployments SET last_scheduled = ? WHERE id = ?",
-                        [max(s for s in slots).replace(tzinfo=None), row["id"]])
+            runs += [(row, row["parameters"], s.replace(tzinfo=None), slot_key(row["id"], s), None) for s in slots]
+        created = len(_insert_many(con, runs))
+        if todo:
+            import pyarrow as pa
+
+            con.register("nbflow_scheduled_until", pa.table({
+                "id": [row["id"] for row, _ in todo],
+                "until": pa.array([max(slots).replace(tzinfo=None) for _, slots in todo], pa.timestamp("us"))}))
+            try:
+                con.execute("UPDATE deployments SET last_scheduled = u.until FROM nbflow_scheduled_until u "
+                            "WHERE deployments.id = u.id")
+            finally:
+                con.unregister("nbflow_scheduled_until")
     if created:
         _notify()
     return created
@@ -345,26 +354,48 @@ def _parsed_schedule(text: str) -> Any:
 # -- inside a transaction ----------------------------------------------------------------------
 
 def _insert_runs(con: Any, row: dict[str, Any], runs: list[tuple]) -> list[str]:
-    """Insert (parameters, scheduled_time, slot_key, triggered_by) runs; a taken slot key is skipped."""
+    """Insert (parameters, scheduled_time, slot_key, triggered_by) runs of one deployment."""
+    return _insert_many(con, [(row, *run) for run in runs])
+
+
+def _insert_many(con: Any, runs: list[tuple]) -> list[str]:
+    """Insert (deployment row, parameters, scheduled_time, slot_key, triggered_by) runs in three
+    statements, whatever their number; a run whose slot key is taken already is skipped."""
+    import pyarrow as pa
+
+    if not runs:
+        return []
     now = _now()
-    made = []
-    for parameters, scheduled, key, triggered_by in runs:
-        run_id = new_run_id()
-        if key is not None and con.execute("SELECT 1 FROM deployment_runs WHERE slot_key = ?", [key]).fetchone():
-            continue
-        con.execute("INSERT INTO deployment_runs VALUES (?, ?, ?, ?, NULL, NULL, NULL, false, ?, ?) "
-                    "ON CONFLICT DO NOTHING", [run_id, row["id"], key, row["work_pool"], triggered_by, now])
-        message = (f"Triggered by flow run {triggered_by}" if triggered_by else
-                   "Scheduled by its schedule" if key else "Run requested")
-        con.execute(
-            "INSERT INTO flow_runs (id, flow_name, name, state, state_type, state_message, parameters, "
-            "deployment_id, tags, run_count, scheduled_time, created, updated) "
-            "VALUES (?, ?, ?, 'Scheduled', 'SCHEDULED', ?, ?, ?, '[\"deployment\"]', 0, ?, ?, ?)",
-            [run_id, row["flow_name"], row["name"], message, json.dumps(parameters), row["id"], scheduled, now, now])
-        con.execute("INSERT INTO state_history VALUES (?, 1, 'flow', 'Scheduled', 'SCHEDULED', ?, ?)",
-                    [run_id, message, now])
-        made.append(run_id)
-    return made
+    columns: dict[str, list] = {k: [] for k in ("run_id", "deployment_id", "slot_key", "work_pool", "triggered_by",
+                                               "flow_name", "name", "message", "parameters", "scheduled_time")}
+    for row, parameters, scheduled, key, triggered_by in runs:
+        values = (new_run_id(), row["id"], key, row["work_pool"], triggered_by, row["flow_name"], row["name"],
+                  f"Triggered by flow run {triggered_by}" if triggered_by else
+                  "Scheduled by its schedule" if key else "Run requested", json.dumps(parameters), scheduled)
+        for name, value in zip(columns, values):
+            columns[name].append(value)
+    batch = pa.table({name: pa.array(values, pa.timestamp("us") if name == "scheduled_time" else pa.string())
+                      for name, values in columns.items()})
+    con.register("nbflow_new_runs", batch)
+    try:
+        made = [r[0] for r in con.execute(
+            "INSERT INTO deployment_runs SELECT n.run_id, n.deployment_id, n.slot_key, n.work_pool, NULL, NULL, NULL, "
+            "false, n.triggered_by, ? FROM nbflow_new_runs n WHERE n.slot_key IS NULL OR n.slot_key NOT IN "
+            "(SELECT slot_key FROM deployment_runs WHERE slot_key IS NOT NULL) ON CONFLICT DO NOTHING RETURNING run_id",
+            [now]).fetchall()]
+        if made:
+            con.execute(
+                "INSERT INTO flow_runs (id, flow_name, name, state, state_type, state_message, parameters, "
+                "deployment_id, tags, run_count, scheduled_time, created, updated) "
+                "SELECT run_id, flow_name, name, 'Scheduled', 'SCHEDULED', message, parameters, deployment_id, "
+                "'[\"deployment\"]', 0, scheduled_time, ?, ? FROM nbflow_new_runs WHERE list_contains(?, run_id)",
+                [now, now, made])
+            con.execute("INSERT INTO state_history SELECT run_id, 1, 'flow', 'Scheduled', 'SCHEDULED', message, ? "
+                        "FROM nbflow_new_runs WHERE list_contains(?, run_id)", [now, made])
+    finally:
+        con.unregister("nbflow_new_runs")
+    order = {run_id: i for i, run_id in enumerate(columns["run_id"])}
+    return sorted(made, key=order.__getitem__)
 
 
 def _set_state(con: Any, run_id: str, name: str, message: str | None = None,
