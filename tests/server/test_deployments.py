@@ -162,8 +162,6 @@ def test_a_deployed_notebook_runs_with_papermill_and_its_flows_are_child_runs(se
 
 
 def test_failing_hanging_dying_and_cancelled_runs_end_in_their_states(server, files) -> None:
-    import psutil
-
     deploy(server, {"name": "raises", "notebook": str(files["raises"])})
     deploy(server, {"name": "hangs", "notebook": str(files["hangs"]), "timeout_seconds": 12})
     deploy(server, {"name": "dies", "notebook": str(files["dies"])})
@@ -173,6 +171,8 @@ def test_failing_hanging_dying_and_cancelled_runs_end_in_their_states(server, fi
     running = wait_for(server, runs["cancel-me"], {"Running"})
     pid_file = Path(files["hangs"].parent / f"{runs['cancel-me']}.pid")
     wait_until(pid_file.exists)
+    kernel = int(pid_file.read_text())
+    assert kernel in [p.pid for p in processes_of_run(runs["cancel-me"])]  # the check below can see it
     status, answer = server.request("POST", f"flow_runs/{runs['cancel-me']}/cancel")
     assert status == 202 and answer["cancel_requested"] is True and running["state"] == "Running"
 
@@ -185,9 +185,8 @@ def test_failing_hanging_dying_and_cancelled_runs_end_in_their_states(server, fi
     assert timed_out["state"] == "TimedOut" and "12" in timed_out["state_message"]
     crashed = wait_for(server, runs["dies"])
     assert crashed["state"] == "Crashed" and "kernel died" in crashed["state_message"].lower()
-    for name in ("hangs", "cancel-me"):  # their kernels were stopped with them
-        kernel = int((files["hangs"].parent / f"{runs[name]}.pid").read_text())
-        wait_until(lambda: not psutil.pid_exists(kernel) or psutil.Process(kernel).status() == "zombie")
+    for name in ("hangs", "cancel-me"):  # their processes, kernel included, were stopped with them
+        wait_until(lambda: not processes_of_run(runs[name]))
     status, answer = server.request("POST", f"flow_runs/{runs['raises']}/cancel")
     assert status == 409 and "already ended Failed" in answer["message"]
 
@@ -252,6 +251,20 @@ def test_work_pools_are_created_listed_and_checked(server) -> None:
     assert status == 200 and answer == {"cancel": []}
     gpu = next(p for p in server.request("GET", "work_pools")[1] if p["name"] == "gpu")
     assert gpu["workers"] == 1  # w-1 heartbeated just now
+
+
+def processes_of_run(run_id: str) -> list:
+    """Live processes started for a run: the worker gives them NBFLOW_FLOW_RUN_ID=<run id>."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and process.environ().get("NBFLOW_FLOW_RUN_ID") == run_id:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
 
 
 def wait_until(predicate, timeout: float = 60) -> None:
