@@ -17,12 +17,14 @@ from nbflow.server.app import NbflowApp  # noqa: E402
 def run_standalone(host: str, port: int, token: str, worker: bool = True) -> int:
     """Serve until interrupted; print the URL and token once listening."""
     os.environ["NBFLOW_API_TOKEN"] = token
+    # Jupyter's runtime files (server info, kernel connection files) stay under NBFLOW_HOME.
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(settings.home() / "jupyter-runtime")
     NbflowApp.announce = True
     argv = [
         f"--ServerApp.ip={host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
         f"--ServerApp.root_dir={settings.home()}", "--ServerApp.allow_unauthenticated_access=False",
-        f"--ServerApp.runtime_dir={settings.home() / 'jupyter-runtime'}", "--ServerApp.default_url=/nbflow/",
+        "--ServerApp.default_url=/nbflow/",
     ]
     if not worker:
         argv.append("--NbflowApp.worker=False")
