@@ -91,8 +91,28 @@ def list_flow_runs(store: Any, arguments: dict[str, str]) -> list[dict[str, Any]
     return [{f: jsonable(row[f]) for f in _LISTED_RUN_FIELDS} for row in rows]
 
 
+_DEPLOYMENT_RUN_FIELDS = ("work_pool", "worker_id", "triggered_by", "cancel_requested")
+
+
 def get_flow_run(store: Any, run_id: str) -> dict[str, Any]:
-    run = queries.flow_run(store, run_id)
+    """One flow run by id or unique prefix, with its deployment run's worker fields.
+
+    Read with one query and no DataFrame: `--watch` and the dashboard poll this route.
+    """
+    transaction = getattr(store, "transaction", None)
+    if transaction is not None and len(run_id) >= queries.MIN_PREFIX:
+        columns = ", ".join(f'f."{c}"' for c in _LISTED_RUN_FIELDS) + ", " + ", ".join(
+            f"d.{c}" for c in _DEPLOYMENT_RUN_FIELDS)
+        with transaction("read a flow run from") as con:
+            rows = con.execute(f"SELECT {columns} FROM flow_runs f LEFT JOIN deployment_runs d ON d.run_id = f.id "
+                               "WHERE f.id = ? OR starts_with(f.id, ?) ORDER BY f.id = ? DESC LIMIT 2",
+                               [run_id, run_id, run_id]).fetchall()
+        if len(rows) == 1 or (rows and rows[0][0] == run_id):
+            run = dict(zip(_LISTED_RUN_FIELDS + _DEPLOYMENT_RUN_FIELDS, rows[0]))
+            for name in ("parameters", "tags"):
+                run[name] = queries._loads(run[name])
+            return {f: jsonable(run.get(f)) for f in FLOW_RUN_FIELDS}
+    run = queries.flow_run(store, run_id)  # not found or ambiguous: its error says which
     if run.get("deployment_id"):
         found = store.query("SELECT work_pool, worker_id, triggered_by, cancel_requested FROM deployment_runs "
                             "WHERE run_id = ?", [run["id"]])
