@@ -62,9 +62,6 @@ LIST_QUERIES = (("newest 100", "flow_runs?limit=100"),
                 ("flow_name=", "flow_runs?limit=100&flow_name=flow-7"),
                 ("state=", "flow_runs?limit=100&state=failed"))
 WARMUP_REQUESTS = 20
-#: seconds of rest before each notebook run: the previous run's kernel may still be exiting, and
-#: without it the run after a papermill one came out up to ~40% slower on this 2-core machine.
-SETTLE_S = 1.0
 #: the notebook of the notebook and schedule parts: one `parameters` cell and one that prints.
 NOTEBOOK = {
     "cells": [
@@ -429,8 +426,8 @@ def _printed(notebook: Path) -> str:
 
 def part_notebook(args: argparse.Namespace) -> dict:
     """Bare papermill, `nbflow run` (no server) and a deployment run, interleaved round by round
-    so that the machine's load drifts over all three alike (each goes first in turn, after a
-    pause of SETTLE_S); the first round is untimed."""
+    so that the machine's load drifts over all three alike (each goes first in turn); the first
+    round is untimed."""
     papermill, nbflow_run, deployed, phases = [], [], [], []
     with temp_home("bench-server-notebook-") as home, temp_home("bench-server-nbrun-") as run_home:
         notebook = _write_notebook(home)
@@ -454,7 +451,6 @@ def part_notebook(args: argparse.Namespace) -> dict:
                      (deployed, deployment)]
             for i in range(args.notebook_runs + 1):
                 for times, step in steps[i % 3:] + steps[:i % 3]:  # each goes first in turn
-                    time.sleep(SETTLE_S)
                     seconds = step()
                     if i:
                         times.append(seconds)
@@ -484,12 +480,14 @@ def _timed_process(cmd: list[str], env: dict[str, str], cwd: str, timeout: float
 
 def _deployment_run(server: Server, timeout: float) -> tuple[float, dict[str, float], dict]:
     """POST a run of bench-notebook, GET it every 20 ms until it ends: (seconds, when each state
-    was first seen, the final run)."""
+    was first seen plus the polls and the server's CPU time meanwhile, the final run)."""
+    cpu0 = server.cpu_s()
     t0 = time.perf_counter()
     run = server.json("POST", "deployments/bench-notebook/runs", {"parameters": {"n": 2}})
-    seen = {"post_s": time.perf_counter() - t0}
+    seen = {"post_s": time.perf_counter() - t0, "polls": 0}
     while True:
         last = server.json("GET", f"flow_runs/{run['id']}")
+        seen["polls"] += 1
         seen.setdefault(f"seen_{last['state'].lower()}_s", time.perf_counter() - t0)
         if last["state"] in FINAL_STATES:
             break
@@ -497,6 +495,7 @@ def _deployment_run(server: Server, timeout: float) -> tuple[float, dict[str, fl
             raise C.ChildFailed(f"deployment run {run['id']} still {last['state']} after {timeout:.0f} s")
         time.sleep(0.02)
     seconds = time.perf_counter() - t0
+    seen["server_cpu_s"] = server.cpu_s() - cpu0  # the polls' share of it competes with the run
     if last["state"] != "Completed":
         raise C.ChildFailed(f"deployment run ended {last['state']}: {last.get('state_message')}")
     return seconds, seen, last

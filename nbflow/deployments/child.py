@@ -24,8 +24,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from nbflow.engine.flows import Flow
-from nbflow.store.buffer import recorder
+# jsonschema (under papermill's nbformat) imports rfc3987_syntax when it is installed, and that
+# compiles a grammar for ~1 s: IRI format checks are not needed to run a notebook (as in
+# nbflow/server/standalone.py). Must come before papermill is imported.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+from nbflow.engine.flows import Flow  # noqa: E402
+from nbflow.store.buffer import recorder  # noqa: E402
 
 #: the module name a flow entrypoint's file is imported under (so its `if __name__ == "__main__"` stays off)
 ENTRYPOINT_MODULE = "__nbflow_entrypoint__"

@@ -42,6 +42,7 @@ class NbflowApp(ExtensionApp):
     def initialize_settings(self) -> None:
         store = backend.own_store()
         store.hold()  # the server owns the file: no open and close per request
+        atexit.register(store.release)  # also when stopped before the extension started
         self.settings["nbflow_store"] = store
         self.background = Background(store, worker=self.worker, worker_limit=self.worker_limit)
 
