@@ -42,6 +42,8 @@ DUCKDB_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensio
 
 BACKOFF_START_S = 0.005
 BACKOFF_CAP_S = 0.2
+#: a file younger than this that DuckDB calls invalid may be half-created by another process.
+NEW_FILE_S = 2.0
 #: while the server holds the file, how often an operation also looks for runs of dead processes.
 HELD_CRASH_CHECK_S = 2.0
 
@@ -273,13 +275,24 @@ class EmbeddedStore:
             except duckdb.Error as exc:
                 message = str(exc)
                 conflict = _LOCK_CONFLICT.search(message)
-                if conflict is None and not any(p in message.lower() for p in _LOCK_PHRASES):
+                if conflict is None and not any(p in message.lower() for p in _LOCK_PHRASES) \
+                        and not self._being_created(message):
                     raise self._open_error(exc) from exc
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._locked(conflict) from None
                 time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
                 delay = min(delay * 2, BACKOFF_CAP_S)
+
+    def _being_created(self, message: str) -> bool:
+        """Whether "not a valid DuckDB database" may only mean another process is creating the file
+        right now (its header not written yet): true for a file changed in the last NEW_FILE_S."""
+        if "not a valid duckdb database" not in message.lower():
+            return False
+        try:
+            return time.time() - self.path.stat().st_mtime < NEW_FILE_S
+        except OSError:
+            return True  # gone again: the creator failed, so try afresh
 
     # -- errors ---------------------------------------------------------------------------
 
