@@ -43,3 +43,31 @@ def store_lock_timeout() -> float:
 def flush_interval() -> float:
     """Seconds between background flushes of buffered run events to the store."""
     return _float_env("NBFLOW_FLUSH_INTERVAL", 0.5)
+
+
+def _interval_env(name: str, default: float) -> float:
+    """A loop's period from the environment: at least 0.05 s; text that is no number gives the default."""
+    try:
+        return max(float(os.environ.get(name, default)), 0.05)
+    except ValueError:
+        return default
+
+
+def scheduler_seconds() -> float:
+    """Seconds between the server's scheduler passes (NBFLOW_SCHEDULER_SECONDS, default 5)."""
+    return _interval_env("NBFLOW_SCHEDULER_SECONDS", 5.0)
+
+
+def heartbeat_seconds() -> float:
+    """How often a worker heartbeats (NBFLOW_HEARTBEAT_SECONDS, default 10)."""
+    return _interval_env("NBFLOW_HEARTBEAT_SECONDS", 10.0)
+
+
+def worker_poll_seconds() -> float:
+    """How often a worker asks for due runs when nothing wakes it (NBFLOW_WORKER_POLL_SECONDS, default 1)."""
+    return _interval_env("NBFLOW_WORKER_POLL_SECONDS", 1.0)
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which a worker's runs are Crashed (NBFLOW_HEARTBEAT_TIMEOUT, 60)."""
+    return _float_env("NBFLOW_HEARTBEAT_TIMEOUT", 60.0)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import functools
-import os
 from typing import Any, Callable
 
+from nbflow import settings
 from nbflow.deployments.definitions import (
     COLUMNS, DeploymentError, UnknownDeploymentError, body_value, check_body, check_run_parameters,
 )
@@ -45,11 +45,6 @@ class WebhookAuthError(DeploymentError):
     def __init__(self) -> None:
         super().__init__("Unknown webhook or wrong secret: send the webhook's secret in the "
                          "X-Nbflow-Webhook-Secret header.", None, status=403)
-
-
-def heartbeat_timeout() -> float:
-    """Seconds without a heartbeat after which a worker's runs are Crashed (NBFLOW_HEARTBEAT_TIMEOUT)."""
-    return float(os.environ.get("NBFLOW_HEARTBEAT_TIMEOUT", "60"))
 
 
 def _now() -> dt.datetime:
@@ -218,7 +213,7 @@ def create_work_pool(store: Any, name: str, concurrency_limit: int | None = None
 
 
 def list_work_pools(store: Any) -> list[dict[str, Any]]:
-    since = _now() - dt.timedelta(seconds=heartbeat_timeout())
+    since = _now() - dt.timedelta(seconds=settings.heartbeat_timeout())
     with store.transaction("read work pools from") as con:
         pools = {r[0]: {"name": r[0], "concurrency_limit": r[1], "created": _iso(r[2]), "workers": 0}
                  for r in con.execute("SELECT name, concurrency_limit, created FROM work_pools").fetchall()}
@@ -283,7 +278,7 @@ def heartbeat(store: Any, worker_id: str, pool: str, run_ids: list[str]) -> dict
 def crash_stale_runs(store: Any, now: dt.datetime | None = None) -> list[str]:
     """Crash the runs whose worker stopped heartbeating (killed, or its machine went away)."""
     now = now or _now()
-    cutoff = now - dt.timedelta(seconds=heartbeat_timeout())
+    cutoff = now - dt.timedelta(seconds=settings.heartbeat_timeout())
     with store.transaction("crash runs of lost workers in") as con:
         stale = con.execute(
             "SELECT d.run_id, d.worker_id, d.heartbeat FROM deployment_runs d JOIN flow_runs f ON f.id = d.run_id "

@@ -16,21 +16,10 @@ import threading
 import time
 from typing import Any
 
+from nbflow import settings
 from nbflow.errors import NbflowError
 
 logger = logging.getLogger("nbflow.worker")
-
-
-def _seconds(name: str, default: float) -> float:
-    try:
-        return max(float(os.environ.get(name, default)), 0.05)
-    except ValueError:
-        return default
-
-
-def heartbeat_seconds() -> float:
-    """How often a worker heartbeats (NBFLOW_HEARTBEAT_SECONDS, default 10)."""
-    return _seconds("NBFLOW_HEARTBEAT_SECONDS", 10.0)
 
 
 def new_worker_id() -> str:
@@ -49,7 +38,7 @@ class Worker:
         self.pool = pool
         self.limit = limit
         self.id = new_worker_id()
-        self.poll_seconds = poll_seconds if poll_seconds is not None else _seconds("NBFLOW_WORKER_POLL_SECONDS", 1.0)
+        self.poll_seconds = poll_seconds if poll_seconds is not None else settings.worker_poll_seconds()
         self.env = dict(env or {})
         url, token = getattr(client, "url", None), getattr(client, "token", None)
         if url and token:  # the runs' kernels and flows send their records to the same server
@@ -107,7 +96,7 @@ class Worker:
         with self._lock:
             run_ids = list(self._running)
         now = time.monotonic()
-        if not run_ids and now - self._last_heartbeat < heartbeat_seconds():
+        if not run_ids and now - self._last_heartbeat < settings.heartbeat_seconds():
             return
         answer = self.client.heartbeat(self.id, self.pool, run_ids)
         self._last_heartbeat = now

@@ -8,22 +8,14 @@ runs of the `default` pool, woken at once when runs are created or cancelled.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
+from nbflow import settings
 from nbflow.deployments import service
 from nbflow.errors import NbflowError
 
 logger = logging.getLogger("nbflow.server")
-
-
-def scheduler_seconds() -> float:
-    """Seconds between scheduler passes (NBFLOW_SCHEDULER_SECONDS, default 5)."""
-    try:
-        return max(float(os.environ.get("NBFLOW_SCHEDULER_SECONDS", "5")), 0.05)
-    except ValueError:
-        return 5.0
 
 
 class Background:
@@ -69,4 +61,4 @@ class Background:
                 logger.warning("nbflow scheduler: %s", exc)
             except Exception:  # keep scheduling whatever one pass hit
                 logger.exception("nbflow scheduler pass failed")
-            self._stop.wait(scheduler_seconds())
+            self._stop.wait(settings.scheduler_seconds())

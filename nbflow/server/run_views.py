@@ -8,6 +8,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from nbflow import settings
 from nbflow.server.errors import ApiError
 from nbflow.server.runs_api import jsonable
 from nbflow.store import queries
@@ -79,11 +80,9 @@ def _render(path: str, mtime_ns: int, size: int) -> str:
 
 def list_workers(store: Any) -> list[dict[str, Any]]:
     """Workers that ever heartbeated, most recent first, with whether they are online now."""
-    from nbflow.deployments.service import heartbeat_timeout
-
     frame = store.query("SELECT id, work_pool, host, pid, started, heartbeat FROM workers "
                         "ORDER BY heartbeat DESC NULLS LAST LIMIT 1000")
-    cutoff = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=heartbeat_timeout())
+    cutoff = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=settings.heartbeat_timeout())
     workers = []
     for row in frame.to_dict("records"):
         beat = row["heartbeat"]
