@@ -19,13 +19,12 @@ from nbflow.deployments.definitions import (
     COLUMNS, DeploymentError, UnknownDeploymentError, body_value, check_body, check_run_parameters,
 )
 from nbflow.engine.models import new_run_id
-from nbflow.engine.states import STATE_TYPES, TRANSITIONS
+from nbflow.engine.states import FINAL_STATE_NAMES, STATE_TYPES, TRANSITIONS
 from nbflow.errors import UnknownRunError
 
 #: runs created ahead of time per scheduled deployment, within AHEAD_HORIZON.
 AHEAD_COUNT = 3
 AHEAD_HORIZON = dt.timedelta(days=7)
-_FINAL = frozenset({"Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"})
 _ACTIVE = ("PENDING", "RUNNING")
 
 #: called (without arguments) after runs were created, so an in-server worker can wake at once.
@@ -158,7 +157,7 @@ def cancel_run(store: Any, run_id: str) -> dict[str, Any]:
     """Cancel a deployment run: at once when no worker has it, else its worker stops it."""
     with store.transaction("cancel a run in") as con:
         run = _run(con, run_id)
-        if run["state"] in _FINAL:
+        if run["state"] in FINAL_STATE_NAMES:
             raise ConflictError(f"Flow run {run['id']} already ended {run['state']}; there is nothing to cancel.")
         if run["deployment_id"] is None or run["worker_id"] is None and run["dr"] is None:
             raise ConflictError(f"Flow run {run['id']} is not a deployment run: only runs that nbflow executes "
@@ -184,7 +183,7 @@ def set_run_state(store: Any, run_id: str, state: str, message: str | None = Non
             _set_state(con, run["id"], name, message, output_notebook)
         elif output_notebook:
             con.execute("UPDATE flow_runs SET output_notebook = ? WHERE id = ?", [output_notebook, run["id"]])
-    if name in _FINAL:
+    if name in FINAL_STATE_NAMES:
         _notify()
     return flow_run_json(store, run["id"])
 
@@ -404,7 +403,7 @@ def _set_state(con: Any, run_id: str, name: str, message: str | None = None,
     if name == "Running":
         sets += ["start_time = coalesce(start_time, ?)", "run_count = coalesce(run_count, 0) + 1"]
         values.append(now)
-    if name in _FINAL:
+    if name in FINAL_STATE_NAMES:
         sets += ["end_time = ?", "duration_s = CASE WHEN start_time IS NULL THEN NULL "
                  "ELSE greatest(epoch(?::TIMESTAMP) - epoch(start_time), 0) END"]
         values += [now, now]
@@ -414,7 +413,7 @@ def _set_state(con: Any, run_id: str, name: str, message: str | None = None,
     con.execute(f"UPDATE flow_runs SET {', '.join(sets)} WHERE id = ?", values + [run_id])
     con.execute("INSERT INTO state_history SELECT ?, coalesce(max(seq), 0) + 1, 'flow', ?, ?, ?, ? "
                 "FROM state_history WHERE run_id = ?", [run_id, name, STATE_TYPES[name].value, message, now, run_id])
-    if name in _FINAL:
+    if name in FINAL_STATE_NAMES:
         _fire_triggers(con, run_id, name)
 
 

@@ -42,6 +42,8 @@ STATE_TYPES: dict[str, StateType] = {
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 _ENDINGS = frozenset({"Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"})
+#: names of the states a run ends in.
+FINAL_STATE_NAMES = _ENDINGS
 
 #: from-state name (None: a new run) -> the state names it may move to.
 TRANSITIONS: dict[str | None, frozenset[str]] = {
