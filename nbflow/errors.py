@@ -68,6 +68,14 @@ class SchemaVersionError(StoreError):
     """The store was written by a newer nbflow than this one."""
 
 
+class QueryTimeoutError(NbflowError, TimeoutError):
+    """A query over the run store ran past its time limit and was interrupted."""
+
+    def __init__(self, message: str, *, limit: float | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class UnknownRunError(NbflowError, LookupError):
     """No flow run or task run has the given id."""
 

@@ -71,3 +71,8 @@ def worker_poll_seconds() -> float:
 def heartbeat_timeout() -> float:
     """Seconds without a heartbeat after which a worker's runs are Crashed (NBFLOW_HEARTBEAT_TIMEOUT, 60)."""
     return _float_env("NBFLOW_HEARTBEAT_TIMEOUT", 60.0)
+
+
+def query_timeout() -> float:
+    """Seconds a query over the run store may run before it is interrupted (NBFLOW_QUERY_TIMEOUT, 30; 0: none)."""
+    return _float_env("NBFLOW_QUERY_TIMEOUT", 30.0)

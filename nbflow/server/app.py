@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import atexit
 import os
+import threading
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Int
 
+from nbflow import settings
 from nbflow.server.background import Background
 from nbflow.server.openapi import OpenApiHandler
 from nbflow.server.pages import dashboard_handlers
@@ -41,8 +43,13 @@ class NbflowApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         store = backend.own_store()
-        store.hold()  # the server owns the file: no open and close per request
-        atexit.register(store.release)  # also when stopped before the extension started
+        # The server owns the file: no open and close per request. Its SQL reads no other file
+        # but the results (Parquet) under NBFLOW_HOME/results.
+        store.hold(readable=(settings.home() / "results",))
+        # Also when stopped before the extension started, or by a KeyboardInterrupt that skips
+        # stop_extension: release (interrupting running queries) before exit joins the threads
+        # that run them (concurrent.futures joins its threads in the same hook, registered earlier).
+        getattr(threading, "_register_atexit", atexit.register)(store.release)
         self.settings["nbflow_store"] = store
         self.background = Background(store, worker=self.worker, worker_limit=self.worker_limit)
 

@@ -7,7 +7,7 @@ from tornado import web
 
 from nbflow.deployments import service
 from nbflow.server import run_views
-from nbflow.server.handlers import NbflowHandler, api
+from nbflow.server.handlers import NbflowHandler, Reply, api
 from nbflow.server.runs_api import page
 
 
@@ -135,16 +135,18 @@ class RunGraphHandler(NbflowHandler):
         return run_views.run_graph(self.store, run_id)
 
 
+_SANDBOX = ("sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+            "frame-ancestors 'self'")
+
+
 class OutputNotebookHandler(NbflowHandler):
     """The executed notebook as HTML, for an iframe: sandboxed, no scripts, nothing fetched."""
 
     @web.authenticated
     @api
-    def get(self, run_id: str) -> None:
+    def get(self, run_id: str) -> Reply:
         page = run_views.output_notebook_html(self.store, run_id)
-        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'; img-src data:; "
-                        "style-src 'unsafe-inline'; font-src data:; frame-ancestors 'self'")
-        self.finish(page, set_content_type="text/html; charset=utf-8")
+        return Reply(page, "text/html; charset=utf-8", (("Content-Security-Policy", _SANDBOX),))
 
 
 class WorkersHandler(NbflowHandler):

@@ -6,7 +6,7 @@ from nbflow.deployments.definitions import DeploymentError, UnknownDeploymentErr
 from nbflow.deployments.notebook_params import NotebookParameterError
 from nbflow.deployments.schedules import ScheduleError
 from nbflow.errors import (
-    NbflowError, ParameterTypeError, StoreBatchError, StoreError, UnknownRunError,
+    NbflowError, ParameterTypeError, QueryTimeoutError, StoreBatchError, StoreError, UnknownRunError,
 )
 
 
@@ -41,6 +41,7 @@ STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (ParameterTypeError, 422),
     (NotebookParameterError, 422),
     (StoreBatchError, 422),
+    (QueryTimeoutError, 408),
     (StoreError, 503),
 )
 
@@ -53,6 +54,8 @@ def status_and_body(exc: BaseException) -> tuple[int, dict]:
                 status = exc.status
             body: dict = {"message": str(exc)}
             field = getattr(exc, "field", None) or getattr(exc, "parameter", None)
+            if isinstance(exc, QueryTimeoutError):
+                field = "sql"
             if field:
                 body["field"] = field
             if getattr(exc, "parameter", None) and field != exc.parameter:

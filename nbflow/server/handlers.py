@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from jupyter_server.auth.decorator import allow_unauthenticated
@@ -21,25 +25,54 @@ from nbflow.store.records import TABLES, Batch
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
-def api(method: Callable) -> Callable:
-    """Answer the handler's return value as JSON; map any exception to its status in one place."""
+@dataclass(frozen=True)
+class Reply:
+    """A non-JSON answer a handler returns; the event loop sends it."""
+
+    body: bytes | str
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+#: store work runs on these threads, never on the event loop: a slow query must not stop the
+#: server answering (health, run events) or stopping on a signal. User SQL has its own few
+#: threads, so that long queries cannot take every thread from run events.
+_STORE_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nbflow-api")
+_SQL_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbflow-sql")
+
+
+def api(method: Callable | None = None, *, threads: ThreadPoolExecutor = _STORE_THREADS) -> Callable:
+    """Run the handler method off the event loop and answer its return value as JSON (or a
+    Reply); map any exception to its status in one place."""
+    if method is None:
+        return functools.partial(api, threads=threads)
 
     @functools.wraps(method)
     async def wrapper(self: "NbflowHandler", *args: Any, **kwargs: Any) -> None:
         try:
-            result = method(self, *args, **kwargs)
-            if hasattr(result, "__await__"):
-                result = await result
+            if inspect.iscoroutinefunction(method):
+                result = await method(self, *args, **kwargs)
+            else:
+                result = await asyncio.get_running_loop().run_in_executor(
+                    threads, functools.partial(method, self, *args, **kwargs))
         except web.HTTPError:
             raise
         except Exception as exc:
             status, body = status_and_body(exc)
-            if status >= 500:
+            if status == 500:  # a bug of ours: keep the traceback
                 self.log.exception("nbflow API error on %s %s", self.request.method, self.request.path)
+            elif status > 500:  # the store is unavailable: say why, no traceback
+                self.log.warning("nbflow API %s %s: %s", self.request.method, self.request.path, body["message"])
             self.set_status(status)
             self.finish(json.dumps(body))
             return
-        if result is not None and not self._finished:
+        if self._finished:
+            return
+        if isinstance(result, Reply):
+            for name, value in result.headers:
+                self.set_header(name, value)
+            self.finish(result.body, set_content_type=result.content_type)
+        elif result is not None:
             self.finish(json.dumps(result))
 
     return wrapper
@@ -142,11 +175,15 @@ class EventsHandler(NbflowHandler):
 
 
 class SqlHandler(NbflowHandler):
-    """Read-only SQL over the run store for clients in server mode (nbflow.sql, %nbflow sql)."""
+    """Read-only SQL over the run store for clients in server mode (nbflow.sql, %nbflow sql).
+
+    The query sees the store's tables only (no file access), runs on a thread of its own and
+    is interrupted past NBFLOW_QUERY_TIMEOUT (408).
+    """
 
     @web.authenticated
-    @api
-    def post(self) -> None:
+    @api(threads=_SQL_THREADS)
+    def post(self) -> Reply:
         body = self.json_body()
         if not isinstance(body, dict) or not isinstance(body.get("sql"), str) or not body["sql"].strip():
             raise bad_request("The body must be {\"sql\": \"select ...\", \"params\": [...]}.", "sql")
@@ -155,7 +192,7 @@ class SqlHandler(NbflowHandler):
         if not isinstance(params, list):
             raise bad_request("params must be a list of values for the query's ? placeholders.", "params")
         try:
-            table = _query_arrow(self.store, body["sql"], params)
+            table = self.store.query_arrow(body["sql"], params)
         except NbflowError:
             raise
         except Exception as exc:  # DuckDB's own error for the user's SQL: bad input, not ours
@@ -165,7 +202,7 @@ class SqlHandler(NbflowHandler):
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
-        self.finish(sink.getvalue().to_pybytes(), set_content_type=ARROW_STREAM)
+        return Reply(sink.getvalue().to_pybytes(), ARROW_STREAM)
 
 
 _parser_lock = threading.Lock()
@@ -188,13 +225,3 @@ def _check_read_only(sql: str) -> None:
     if len(kinds) != 1 or kinds[0] not in ("SELECT", "EXPLAIN"):
         raise bad_request(f"The SQL route runs one read-only SELECT statement; got {', '.join(kinds) or 'none'}. "
                           "Change runs through the API's other routes.", "sql")
-
-
-def _query_arrow(store: Any, sql: str, params: list) -> Any:
-    """Run a query as an Arrow table (directly when the store can, else via a DataFrame)."""
-    direct = getattr(store, "query_arrow", None)
-    if direct is not None:
-        return direct(sql, params)
-    import pyarrow as pa
-
-    return pa.Table.from_pandas(store.query(sql, params), preserve_index=False)

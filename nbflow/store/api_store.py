@@ -14,7 +14,8 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
-from nbflow.errors import StoreBatchError, StoreError
+from nbflow import settings
+from nbflow.errors import QueryTimeoutError, StoreBatchError, StoreError
 from nbflow.store.records import TABLES, Batch
 
 if TYPE_CHECKING:
@@ -56,10 +57,13 @@ class ApiStore:
         delay = 0.05
         while True:
             try:
-                with urllib.request.urlopen(request, timeout=30) as response:
+                # The server interrupts a query at its limit and says so: wait longer than that.
+                with urllib.request.urlopen(request, timeout=30 + settings.query_timeout()) as response:
                     return response.read()
             except urllib.error.HTTPError as exc:
                 message = _error_message(exc)
+                if exc.code == 408:
+                    raise QueryTimeoutError(f"The nbflow server stopped the query: {message}") from None
                 if exc.code in (400, 422):
                     raise StoreBatchError(f"The nbflow server refused the request: {message}") from None
                 if exc.code in (401, 403):

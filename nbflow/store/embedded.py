@@ -4,6 +4,10 @@ DuckDB lets one process at a time open a file, so every operation opens the file
 does its work in one transaction and closes it again, retrying with bounded
 back-off while another process holds it. Every open also marks the runs of
 processes that died on this host as Crashed.
+
+The server holds the file instead (hold()): then every operation gets a cursor of its
+own, writes take turns on a lock while reads never wait for them, SQL can read no file
+but the store's own results, and a query that runs past its time limit is interrupted.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from nbflow.errors import StoreBatchError, StoreCorruptedError, StoreError, StoreLockedError
+from nbflow import settings
+from nbflow.errors import QueryTimeoutError, StoreBatchError, StoreCorruptedError, StoreError, StoreLockedError
 from nbflow.store import records, schema
 from nbflow.store.liveness import is_process_alive
 
@@ -102,6 +107,13 @@ class EmbeddedStore:
         #: the connection kept open while this process owns the file (the server), else None.
         self._held: Any = None
         self._next_crash_check = 0.0
+        #: while held: writing transactions take turns here; reads use cursors of their own.
+        self._write_lock = threading.Lock()
+        #: while held: the cursors in use, interrupted when the file is released.
+        self._cursors: set[Any] = set()
+        self._cursors_guard = threading.Lock()
+        #: set by release(): an interrupted query was stopped by the closing store, not its limit.
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.path)!r}, lock_timeout={self.lock_timeout})"
@@ -132,24 +144,61 @@ class EmbeddedStore:
             except duckdb.Error as exc:
                 raise self._batch_failure(exc) from exc
 
-    def query(self, sql: str, params: list | None = None) -> "pandas.DataFrame":
-        """Run one SQL statement (parameters bound, never formatted in) and return a DataFrame."""
-        import duckdb
+    def query(self, sql: str, params: list | None = None, *,
+              timeout: float | None = None) -> "pandas.DataFrame":
+        """Run one SQL statement (parameters bound, never formatted in) and return a DataFrame.
+
+        A statement running longer than `timeout` seconds (default settings.query_timeout())
+        is interrupted and QueryTimeoutError raised.
+        """
         import pandas
 
-        with self._connect() as con:
+        def fetch(con: Any) -> Any:
+            return pandas.DataFrame() if con.description is None else con.df()
+
+        return self._read(sql, params, timeout, fetch)
+
+    def query_arrow(self, sql: str, params: list | None = None, *, timeout: float | None = None) -> Any:
+        """As query(), as an Arrow table (what the server's SQL route sends)."""
+        import pyarrow as pa
+
+        def fetch(con: Any) -> Any:
+            return pa.table({}) if con.description is None else con.fetch_arrow_table()
+
+        return self._read(sql, params, timeout, fetch)
+
+    def _read(self, sql: str, params: list | None, timeout: float | None, fetch: Any) -> Any:
+        import duckdb
+
+        limit = settings.query_timeout() if timeout is None else timeout
+        with self._connect(write=False) as con:
+            self._mark_crashed_before_read(con)
+            with _time_limit(con, limit) as expired:
+                try:
+                    con.execute(sql, params or [])
+                    return fetch(con)
+                except duckdb.Error as exc:
+                    if expired.is_set() and isinstance(exc, duckdb.InterruptException):
+                        raise QueryTimeoutError(
+                            f"The query ran longer than the limit of {limit:g} s and was stopped. Narrow it "
+                            f"(a WHERE on start_time, a LIMIT), or raise NBFLOW_QUERY_TIMEOUT "
+                            f"(seconds; 0 for no limit).", limit=limit) from None
+                    if self._closing and isinstance(exc, duckdb.InterruptException):
+                        raise StoreError(f"The query over the run store {self.path} was interrupted "
+                                         f"because the store is closing; run it again.") from None
+                    translated = self._classify(exc)
+                    if translated is None:
+                        raise  # the SQL itself is wrong: DuckDB's message says how
+                    raise translated from exc
+
+    def _mark_crashed_before_read(self, con: Any) -> None:
+        """Mark runs of dead processes Crashed before a read, so the reader sees them so."""
+        if self._held is None:
             with self._transaction(con, "update crashed runs in"):
                 self._mark_crashed(con)
-            try:
-                con.execute(sql, params or [])
-                if con.description is None:  # a statement without a result set
-                    return pandas.DataFrame()
-                return con.df()
-            except duckdb.Error as exc:
-                translated = self._classify(exc)
-                if translated is None:
-                    raise  # the SQL itself is wrong: DuckDB's message says how
-                raise translated from exc
+        elif time.monotonic() >= self._next_crash_check:
+            with self.transaction("update crashed runs in") as writer:
+                self._mark_crashed(writer)
 
     @contextlib.contextmanager
     def transaction(self, doing: str = "update") -> Iterator[Any]:
@@ -160,9 +209,14 @@ class EmbeddedStore:
         with self._connect() as con, self._transaction(con, doing):
             yield con
 
-    def hold(self) -> None:
+    def hold(self, readable: tuple[Path, ...] = ()) -> None:
         """Keep the file open from now on: the server owns it, and skips ~20-35 ms of open and
-        close per request. Other processes cannot open it until release()."""
+        close per request. Other processes cannot open it until release().
+
+        SQL over the held file reads no file but the store itself and those under the
+        `readable` directories (DuckDB's external access is turned off): the server's SQL
+        route must not read /etc/passwd or the server's token.
+        """
         deadline = time.monotonic() + self.lock_timeout
         with self._thread_lock(deadline):
             if self._held is not None:
@@ -170,18 +224,34 @@ class EmbeddedStore:
             con = self._open_with_retry(deadline)
             try:
                 schema.ensure(con, str(self.path))
+                folders = [str(Path(p).absolute()).rstrip("/") + "/" for p in readable]
+                con.execute("SET allowed_directories = ?", [folders])
+                con.execute("SET enable_external_access = false")
             except BaseException:
                 con.close()
                 raise
+            self._closing = False
             self._held = con
 
-    def release(self) -> None:
-        """Close the held connection (checkpointing the WAL), so other processes may open the file."""
-        deadline = time.monotonic() + self.lock_timeout
-        with self._thread_lock(deadline):
+    def release(self, grace: float = 3.0) -> None:
+        """Close the held connection (checkpointing the WAL), so other processes may open the file.
+
+        Queries still running are interrupted; writes get `grace` seconds to finish.
+        """
+        with self._cursors_guard:
             con, self._held = self._held, None
-            if con is not None:
-                con.close()
+            running = list(self._cursors)
+        if con is None:
+            return
+        self._closing = True
+        for cursor in running:
+            with contextlib.suppress(Exception):
+                cursor.interrupt()
+        deadline = time.monotonic() + grace
+        while self._cursors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with contextlib.suppress(Exception):
+            con.close()
 
     def reset(self) -> None:
         """Delete the database file and its WAL (`nbflow server database reset`).
@@ -210,7 +280,11 @@ class EmbeddedStore:
     @contextlib.contextmanager
     def _thread_lock(self, deadline: float) -> Iterator[None]:
         """This process's turn: threads of one process queue here, not on the file lock."""
-        lock = _lock_for(self.path)
+        with self._turn(_lock_for(self.path), deadline):
+            yield
+
+    @contextlib.contextmanager
+    def _turn(self, lock: threading.Lock, deadline: float) -> Iterator[None]:
         if not lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             raise StoreLockedError(
                 f"Another thread of this process (PID {os.getpid()}) held the run store "
@@ -224,15 +298,26 @@ class EmbeddedStore:
             lock.release()
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[Any]:
-        """An open connection with the current schema, held only for the caller's block."""
+    def _connect(self, write: bool = True) -> Iterator[Any]:
+        """An open connection with the current schema, held only for the caller's block.
+
+        While the file is held: a cursor of the held connection; `write` blocks take turns.
+        """
         import duckdb
 
         deadline = time.monotonic() + self.lock_timeout
+        if self._held is not None:
+            with (self._turn(self._write_lock, deadline) if write else contextlib.nullcontext()):
+                cursor = self._cursor()
+                try:
+                    yield cursor
+                finally:
+                    with self._cursors_guard:
+                        self._cursors.discard(cursor)
+                    with contextlib.suppress(Exception):
+                        cursor.close()
+            return
         with self._thread_lock(deadline):
-            if self._held is not None:
-                yield self._held
-                return
             con = self._open_with_retry(deadline)
             try:
                 try:
@@ -247,6 +332,16 @@ class EmbeddedStore:
                     # Close checkpoints the WAL; committed data is already durable in the WAL.
                     logger.warning("Closing the run store %s failed (data is safe in its WAL): %s",
                                    self.path, exc)
+
+    def _cursor(self) -> Any:
+        """A cursor of the held connection, registered so that release() can interrupt it."""
+        with self._cursors_guard:
+            if self._held is None:
+                raise StoreError(f"The run store {self.path} is closing (the server is stopping); "
+                                 f"nothing was done. Retry once the server is back.")
+            cursor = self._held.cursor()
+            self._cursors.add(cursor)
+            return cursor
 
     @contextlib.contextmanager
     def _transaction(self, con: Any, doing: str) -> Iterator[None]:
@@ -448,6 +543,27 @@ class EmbeddedStore:
                     con.unregister(view)
         logger.info("Marked %d flow runs of dead processes on %s as Crashed", len(dead), _HOST)
         return len(dead)
+
+
+@contextlib.contextmanager
+def _time_limit(con: Any, seconds: float) -> Iterator[threading.Event]:
+    """Interrupt what `con` runs once `seconds` have passed (0: no limit); the event tells it happened."""
+    expired = threading.Event()
+    if not seconds or seconds <= 0:
+        yield expired
+        return
+
+    def interrupt() -> None:
+        expired.set()
+        con.interrupt()
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
 
 
 def _alive(pid: int, process_start: float | None) -> bool:
