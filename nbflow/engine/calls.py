@@ -34,18 +34,43 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 
 def run_coro_sync(coro: Any) -> Any:
-    """Run a coroutine to completion from sync code, whether or not a loop is running here."""
+    """Run a coroutine to completion from sync code, whether or not a loop is running here.
+
+    Never on a loop that may be blocked by a caller waiting for this very call: a thread
+    without a loop runs the coroutine on a loop of its own; the main thread of a notebook
+    (whose loop runs) hands it to nbflow's background loop; a coroutine that blocks its own
+    loop while waiting (a task waiting on tasks it submitted) gets a fresh thread and loop.
+    """
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
-        running = False
-    else:
-        running = True
-    if not running and threading.current_thread() is threading.main_thread():
+        loop = None
+    if loop is None:
         return asyncio.run(coro)
+    if threading.current_thread() is threading.main_thread() and loop is not _loop:
+        ctx = contextvars.copy_context()
+        future = asyncio.run_coroutine_threadsafe(_in_context(coro, ctx), _background_loop())
+        return future.result()
+    return _run_in_new_thread(coro)
+
+
+def _run_in_new_thread(coro: Any) -> Any:
     ctx = contextvars.copy_context()
-    future = asyncio.run_coroutine_threadsafe(_in_context(coro, ctx), _background_loop())
-    return future.result()
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, ctx.run(asyncio.run, coro)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name="nbflow-async-nested", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value
 
 
 async def _in_context(coro: Any, ctx: contextvars.Context) -> Any:

@@ -6,6 +6,7 @@ import concurrent.futures
 from typing import Any, Iterable, Iterator, NamedTuple
 
 from nbflow.engine.states import State
+from nbflow.engine.task_runners import run_now
 
 
 class TaskRunFuture:
@@ -33,9 +34,13 @@ class TaskRunFuture:
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run finishes or `timeout` seconds pass."""
+        if timeout is None:
+            run_now(self._future)
         concurrent.futures.wait([self._future], timeout=timeout)
 
     def final_state(self, timeout: float | None = None) -> State:
+        if timeout is None:
+            run_now(self._future)
         try:
             return self._future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
@@ -74,6 +79,9 @@ class DoneAndNotDoneFutures(NamedTuple):
 def wait(futures: Iterable[TaskRunFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
     """Wait for futures to finish; return which are done and which are not (after `timeout`)."""
     by_inner = {f._future: f for f in futures}
+    if timeout is None:
+        for inner in by_inner:
+            run_now(inner)
     done, not_done = concurrent.futures.wait(list(by_inner), timeout=timeout)
     return DoneAndNotDoneFutures({by_inner[f] for f in done}, {by_inner[f] for f in not_done})
 

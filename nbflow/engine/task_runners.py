@@ -12,6 +12,7 @@ import concurrent.futures
 import contextvars
 import multiprocessing
 import os
+import threading
 from typing import Any, Callable
 
 from nbflow.engine.calls import call_sync
@@ -45,11 +46,16 @@ class TaskRunner:
         return self.max_workers or min(32, (os.cpu_count() or 1) + 4)
 
     def submit(self, drive: Callable[[], Any]) -> concurrent.futures.Future:
-        """Run `drive` (a task run's engine loop, returning its final state) in the pool."""
+        """Run `drive` (a task run's engine loop, returning its final state) in the pool.
+
+        The returned future can also be run by whoever waits for it first (see run_now()):
+        a task that submits tasks and waits on them never waits for a pool thread it holds.
+        """
         if self._pool is None:
             self.start()
-        ctx = contextvars.copy_context()
-        return self._pool.submit(ctx.run, drive)
+        job = _Job(drive, contextvars.copy_context())
+        self._pool.submit(job.run)
+        return job.future
 
     def call(self, fn: Callable, args: tuple, kwargs: dict, is_async: bool,
              timeout: float | None) -> Any:
@@ -69,6 +75,38 @@ class TaskRunner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_workers={self.max_workers})"
+
+
+class _Job:
+    """A task run's drive, run once: by a pool thread, or by a thread waiting for its future."""
+
+    __slots__ = ("drive", "ctx", "future", "_token")
+
+    def __init__(self, drive: Callable[[], Any], ctx: contextvars.Context) -> None:
+        self.drive = drive
+        self.ctx = ctx
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.future._nbflow_job = self  # type: ignore[attr-defined]
+        self._token = threading.Lock()
+
+    def run(self) -> None:
+        if not self._token.acquire(blocking=False):
+            return  # a waiter took it
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self.ctx.run(self.drive)
+        except BaseException as exc:  # noqa: BLE001 - drive returns states; this is a bug's last word
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
+
+
+def run_now(future: concurrent.futures.Future) -> None:
+    """If `future` is a task run no thread has started yet, run it here, now (a waiter helps)."""
+    job = getattr(future, "_nbflow_job", None)
+    if job is not None and not future.done():
+        job.run()
 
 
 class ThreadPoolTaskRunner(TaskRunner):
