@@ -71,3 +71,10 @@ def worker_poll_seconds() -> float:
 def heartbeat_timeout() -> float:
     """Seconds without a heartbeat after which a worker's runs are Crashed (NBFLOW_HEARTBEAT_TIMEOUT, 60)."""
     return _float_env("NBFLOW_HEARTBEAT_TIMEOUT", 60.0)
+
+
+def allowed_roots() -> list[Path]:
+    """Extra directories deployments may use files from and the dashboard may serve output notebooks
+    from (NBFLOW_ALLOWED_ROOTS, separated by os.pathsep), beside the server's root dir and NBFLOW_HOME."""
+    raw = os.environ.get("NBFLOW_ALLOWED_ROOTS") or ""
+    return [Path(part.strip()).expanduser().absolute() for part in raw.split(os.pathsep) if part.strip()]

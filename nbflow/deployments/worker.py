@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from nbflow import settings
+from nbflow.deployments.paths import PathNotAllowedError
 from nbflow.errors import NbflowError
 
 logger = logging.getLogger("nbflow.worker")
@@ -129,6 +130,9 @@ class Worker:
                                   outcome.output_notebook)
         except _Gone:
             outcome = None
+        except PathNotAllowedError as exc:  # its file moved out of the allowed roots since it was deployed
+            logger.warning("nbflow worker %s did not run flow run %s: %s", self.id, run_id[:8], exc)
+            outcome = Outcome("Failed", f"Not run: {exc}")
         except Exception as exc:  # the run must end recorded, whatever broke here
             logger.exception("nbflow worker %s could not run %s", self.id, run_id)
             outcome = Outcome("Crashed", f"The worker could not run it: {type(exc).__name__}: {exc}")
@@ -153,6 +157,12 @@ class Worker:
             except NbflowError as exc:
                 if getattr(exc, "status", None) in (404, 409) or isinstance(exc, LookupError):
                     raise _Gone() from exc  # cancelled, crashed or deleted meanwhile
+                if output_notebook and getattr(exc, "field", None) == "output_notebook":
+                    # e.g. a worker whose NBFLOW_HOME is outside the server's roots: the state matters more
+                    logger.warning("nbflow worker %s: the server will not show flow run %s's output notebook: "
+                                   "%s", self.id, run_id[:8], exc)
+                    output_notebook = None
+                    continue
                 if time.monotonic() > deadline:
                     logger.error("nbflow worker %s could not record %s of run %s: %s", self.id, state, run_id, exc)
                     raise _Gone() from exc

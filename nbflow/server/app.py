@@ -15,8 +15,9 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Int
+from traitlets import Bool, Int, List, Unicode
 
+from nbflow.deployments import paths
 from nbflow.server.background import Background
 from nbflow.server.openapi import OpenApiHandler
 from nbflow.server.pages import dashboard_handlers
@@ -38,12 +39,20 @@ class NbflowApp(ExtensionApp):
     announce = False
     worker = Bool(True, config=True, help="Run the due runs of the 'default' work pool in this server.")
     worker_limit = Int(4, config=True, help="How many runs the in-server worker executes at a time.")
+    allowed_roots = List(Unicode(), config=True, help=(
+        "Directories, besides the server's root_dir and NBFLOW_HOME (and NBFLOW_ALLOWED_ROOTS), whose "
+        "notebooks and flow files deployments may run and whose output notebooks the dashboard shows."))
 
     def initialize_settings(self) -> None:
         store = backend.own_store()
         store.hold()  # the server owns the file: no open and close per request
         atexit.register(store.release)  # also when stopped before the extension started
         self.settings["nbflow_store"] = store
+        paths.configure(self.serverapp.root_dir, self.allowed_roots)
+        if any(root.parent == root for root in paths.allowed_roots()):
+            self.log.warning("nbflow: an allowed root is the filesystem's root %s, so deployments may run any "
+                             "notebook or flow file on this machine; start the server in your project's "
+                             "directory instead.", os.path.abspath(os.sep))
         self.background = Background(store, worker=self.worker, worker_limit=self.worker_limit)
 
     def initialize_handlers(self) -> None:
@@ -68,6 +77,7 @@ class NbflowApp(ExtensionApp):
     async def stop_extension(self) -> None:
         remove_runtime_file(os.getpid())
         self.background.stop()
+        paths.reset()
         store = self.settings["nbflow_store"]
         from nbflow.store.buffer import recorder
 

@@ -15,7 +15,11 @@ from nbflow.server.app import NbflowApp  # noqa: E402
 
 
 def run_standalone(host: str, port: int, token: str, worker: bool = True) -> int:
-    """Serve until interrupted; print the URL and token once listening."""
+    """Serve until interrupted; print the URL and token once listening.
+
+    The server's root dir is the directory it starts in: deployments may run the notebooks and
+    flow files under it (and under NBFLOW_HOME and NBFLOW_ALLOWED_ROOTS), relative paths resolve there.
+    """
     os.environ["NBFLOW_API_TOKEN"] = token
     # Jupyter's runtime files (server info, kernel connection files) stay under NBFLOW_HOME.
     os.environ["JUPYTER_RUNTIME_DIR"] = str(settings.home() / "jupyter-runtime")
@@ -23,7 +27,7 @@ def run_standalone(host: str, port: int, token: str, worker: bool = True) -> int
     argv = [
         f"--ServerApp.ip={host}", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-        f"--ServerApp.root_dir={settings.home()}", "--ServerApp.allow_unauthenticated_access=False",
+        f"--ServerApp.root_dir={os.getcwd()}", "--ServerApp.allow_unauthenticated_access=False",
         "--ServerApp.default_url=/nbflow/",
     ]
     if not worker:
