@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 from typing import Any
 
 from nbflow import settings
@@ -65,7 +66,7 @@ def output_notebook_html(store: Any, run_id: str) -> str:
     except paths.PathNotAllowedError as exc:
         raise ApiError(422, f"The output notebook of flow run {run['id']} is not shown: {exc}",
                        field="output_notebook") from None
-    if target.suffix != ".ipynb" or not target.is_file():
+    if target.suffix != ".ipynb" or not os.path.isfile(target):
         raise ApiError(404, f"The output notebook of flow run {run['id']} is no longer at {path}.")
     stat = target.stat()
     return _render(str(target), stat.st_mtime_ns, stat.st_size)
