@@ -76,3 +76,10 @@ def heartbeat_timeout() -> float:
 def query_timeout() -> float:
     """Seconds a query over the run store may run before it is interrupted (NBFLOW_QUERY_TIMEOUT, 30; 0: none)."""
     return _float_env("NBFLOW_QUERY_TIMEOUT", 30.0)
+
+
+def allowed_roots() -> list[Path]:
+    """Extra directories deployments may use files from and the dashboard may serve output notebooks
+    from (NBFLOW_ALLOWED_ROOTS, separated by os.pathsep), beside the server's root dir and NBFLOW_HOME."""
+    raw = os.environ.get("NBFLOW_ALLOWED_ROOTS") or ""
+    return [Path(part.strip()).expanduser().absolute() for part in raw.split(os.pathsep) if part.strip()]

@@ -1,4 +1,5 @@
-"""Every test gets its own NBFLOW_HOME; buffered run events are flushed around each test."""
+"""Every test gets its own NBFLOW_HOME; buffered run events are flushed around each test; deployments
+may use files under the tests' tmp dirs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ def _flush() -> None:
     except ImportError:  # while the package is being assembled
         return
     recorder.flush_quietly()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def allowed_roots(tmp_path_factory: pytest.TempPathFactory):
+    """Deployments may use the notebooks and flow files tests write in their tmp dirs (the servers
+    tests start inherit it); a test of the confinement itself sets NBFLOW_ALLOWED_ROOTS its own way."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NBFLOW_ALLOWED_ROOTS", str(tmp_path_factory.getbasetemp()))
+        yield
 
 
 @pytest.fixture(autouse=True)

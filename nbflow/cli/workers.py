@@ -43,11 +43,25 @@ def start_worker(args: argparse.Namespace) -> int:
                            "Start one with `nbflow server start` (or set NBFLOW_API_URL and NBFLOW_API_TOKEN "
                            "to a server's), then start the worker again.")
     worker = Worker(client, args.pool, limit=args.limit)
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the worker like Ctrl-C: its runs end recorded
+    _stop_on_signals(worker)
     print(f"worker {worker.id} polling pool {args.pool} at {client.url}", flush=True)
-    worker.run_forever()  # until Ctrl-C, which it handles: the runs it still has are stopped, Crashed
+    worker.run_forever()  # until a signal: the runs it still has are stopped and recorded Crashed
     print(f"worker {worker.id} stopped.")
     return 0
+
+
+def _stop_on_signals(worker: Worker) -> None:
+    """Ctrl-C or SIGTERM: claim and start no more runs at once, stop the runs still executing
+    (recorded Crashed) and exit; a second one interrupts whatever is left at once."""
+
+    def stop(signum: int, frame: object) -> None:
+        worker.stop_claiming("The worker was interrupted (Ctrl-C)" if signum == signal.SIGINT
+                             else f"The worker was stopped ({signal.Signals(signum).name})")
+        for again in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(again, _interrupt)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def _interrupt(signum: int, frame: object) -> None:

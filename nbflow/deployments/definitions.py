@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import secrets
 from pathlib import Path
 from typing import Any
 
+from nbflow.deployments import paths
 from nbflow.engine.states import STATE_TYPES
 from nbflow.errors import NbflowError
 
@@ -103,22 +105,41 @@ def _target(notebook: Any, entrypoint: Any) -> dict[str, Any]:
     if notebook is not None:
         if not isinstance(notebook, str) or not notebook.endswith(".ipynb"):
             raise DeploymentError(f"notebook must be the path of a .ipynb file; got {notebook!r}.", "notebook")
-        path = Path(notebook).expanduser().resolve()
-        if not path.is_file():
+        path = _confined(notebook, "notebook")
+        if path.suffix != ".ipynb":
+            raise DeploymentError(f"notebook {notebook!r} is a link to {path}, which is not a .ipynb file.",
+                                  "notebook")
+        if not os.path.isfile(path):
             raise DeploymentError(f"No notebook at {path}. Give the path of an existing .ipynb file "
-                                  "(relative paths are resolved on the server).", "notebook")
+                                  f"(relative paths are resolved against the server's root dir "
+                                  f"{paths.base_dir()}).", "notebook")
         return {"kind": "notebook", "notebook": str(path), "entrypoint": None, "flow_name": path.stem}
     from nbflow.deployments.entrypoints import EntrypointError, flow_name_of, parse_entrypoint
 
     if not isinstance(entrypoint, str):
         raise DeploymentError(f"entrypoint must be text such as \"etl.py:etl_flow\"; got {entrypoint!r}.",
                               "entrypoint")
+    file_part, colon, _ = entrypoint.rpartition(":")
+    if colon and file_part.strip():
+        real = _confined(file_part.strip(), "entrypoint")  # before reading it: say nothing of files outside
+        if real.suffix == ".py" and not os.path.isfile(real):
+            raise DeploymentError(f"Flow entrypoint {entrypoint!r}: there is no file {real}. Give the path of an "
+                                  "existing .py file, absolute or relative to the server's root dir "
+                                  f"{paths.base_dir()}.", "entrypoint")
     try:
-        path, function = parse_entrypoint(entrypoint)
+        path, function = parse_entrypoint(entrypoint, paths.base_dir())
         flow_name = flow_name_of(path, function)
     except EntrypointError as exc:
         raise DeploymentError(str(exc), "entrypoint") from None
     return {"kind": "flow", "notebook": None, "entrypoint": f"{path}:{function}", "flow_name": flow_name}
+
+
+def _confined(path: str, field: str) -> Path:
+    """The real path of a deployment's file, which must lie under an allowed root (422 otherwise)."""
+    try:
+        return paths.resolve(path, field)
+    except paths.PathNotAllowedError as exc:
+        raise DeploymentError(str(exc), field) from None
 
 
 def _parameters(row: dict[str, Any], values: Any) -> tuple[set[str] | None, dict[str, Any]]:

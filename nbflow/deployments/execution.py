@@ -7,6 +7,10 @@ on a timeout or a cancel kills the child's whole process tree. A notebook's kern
 started by jupyter_client in its own session, so killing the child's process group is
 not enough: the parent keeps a list of every descendant it has seen and kills those.
 
+Right before the child starts, the notebook's or flow file's real path is checked again against
+the allowed roots (nbflow.deployments.paths), and the child is given that real path: the file
+may have been replaced by a symlink since it was deployed.
+
 The child's stdout and stderr go to `<output notebook>.log` (notebook runs) or to the
 temporary directory (flow runs; the flow's own logs are run records); a child that dies
 without writing its outcome is Crashed, quoting the end of that log. An outcome names
@@ -30,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from nbflow.deployments import paths
 from nbflow.deployments.notebook_runs import default_output_path
 
 #: how much of the run's log a Crashed message quotes
@@ -50,6 +55,8 @@ class RunSpec:
     entrypoint: str | None
     parameters: dict[str, Any] = field(default_factory=dict)
     timeout_seconds: float | None = None
+    #: the directories the notebook or flow file must lie in (the server's); None: this process's own
+    allowed_roots: list[str] | None = None
 
     @classmethod
     def from_claim(cls, claimed: dict) -> "RunSpec":
@@ -59,7 +66,8 @@ class RunSpec:
         return cls(run_id=claimed["id"], flow_name=claimed["flow_name"], kind=kind,
                    notebook=claimed.get("notebook"), entrypoint=claimed.get("entrypoint"),
                    parameters=dict(claimed.get("parameters") or {}),
-                   timeout_seconds=float(timeout) if timeout is not None else None)
+                   timeout_seconds=float(timeout) if timeout is not None else None,
+                   allowed_roots=claimed.get("allowed_roots"))
 
 
 @dataclass
@@ -106,14 +114,29 @@ class Execution:
         #: how the run ended, once wait() has returned
         self.outcome: Outcome | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The child process's id, once started."""
+        return self._proc.pid if self._proc is not None else None
+
+    def target(self) -> dict[str, str]:
+        """The notebook or entrypoint to run, its file's real path checked against the allowed roots
+        now (it may have been replaced by a symlink since it was deployed); PathNotAllowedError if not."""
+        spec = self.spec
+        if spec.kind == "notebook":
+            return {"notebook": str(paths.resolve(spec.notebook, "notebook", spec.allowed_roots))}
+        file_part, _, function = spec.entrypoint.rpartition(":")  # type: ignore[union-attr]
+        return {"entrypoint": f"{paths.resolve(file_part, 'entrypoint', spec.allowed_roots)}:{function}"}
+
     def start(self) -> None:
-        """Start the child process and return at once."""
+        """Start the child process and return at once; PathNotAllowedError if its file is outside the roots."""
         if self._proc is not None:
             raise RuntimeError(f"Run {self.spec.run_id} was already started; make a new Execution to run "
                                "it again.")
+        target = self.target()
         self._tmp = Path(tempfile.mkdtemp(prefix=f"nbflow-run-{self.spec.run_id[:8]}-"))
         spec_file, outcome_file = self._tmp / "spec.json", self._tmp / "outcome.json"
-        body = asdict(self.spec)
+        body = asdict(self.spec) | target  # the child opens the checked real path, not the link
         body["output_notebook"] = str(self.output_notebook) if self.output_notebook else None
         spec_file.write_text(json.dumps(body), encoding="utf-8")
         if self.output_notebook is not None:

@@ -15,6 +15,7 @@ import functools
 from typing import Any, Callable
 
 from nbflow import settings
+from nbflow.deployments import paths
 from nbflow.deployments.definitions import (
     COLUMNS, DeploymentError, UnknownDeploymentError, body_value, check_body, check_run_parameters,
 )
@@ -175,6 +176,14 @@ def set_run_state(store: Any, run_id: str, state: str, message: str | None = Non
     name = next((s for s in STATE_TYPES if isinstance(state, str) and s.lower() == state.lower()), None)
     if name is None:
         raise DeploymentError(f"state must be one of {', '.join(STATE_TYPES)}; got {state!r}.", "state")
+    if output_notebook is not None and not isinstance(output_notebook, str):
+        raise DeploymentError(f"output_notebook must be the path of a .ipynb file; got {output_notebook!r}.",
+                              "output_notebook")
+    if output_notebook:
+        try:  # the dashboard serves this file: it must lie under an allowed root
+            output_notebook = str(paths.resolve(output_notebook, "output_notebook"))
+        except paths.PathNotAllowedError as exc:
+            raise DeploymentError(str(exc), "output_notebook") from None
     with store.transaction("record a run state in") as con:
         run = _run(con, run_id)
         if worker_id is not None and run["worker_id"] != worker_id:
@@ -457,9 +466,11 @@ def _claimed_specs(con: Any, run_ids: list[str]) -> list[dict[str, Any]]:
     keys = ("id", "flow_name", "deployment_id", "deployment_name", "kind", "notebook", "entrypoint",
             "parameters", "timeout_seconds", "scheduled_time")
     specs = [dict(zip(keys, r)) for r in rows]
+    roots = [str(root) for root in paths.allowed_roots()]
     for spec in specs:
         spec["parameters"] = json.loads(spec["parameters"] or "{}")
         spec["scheduled_time"] = _iso(spec["scheduled_time"])
+        spec["allowed_roots"] = roots  # the worker checks the file against them again before running it
     return specs
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from nbflow import settings
@@ -40,15 +41,22 @@ class Background:
             service.run_listeners.append(self.worker.wake)
             self._threads.append(self.worker.start_in_thread())
 
-    def stop(self) -> None:
-        """Stop scheduling; runs of the in-server worker still executing end Crashed."""
+    def stop_claiming(self) -> None:
+        """The in-server worker claims and starts no run from now on (safe in a signal handler)."""
+        if self.worker is not None:
+            self.worker.stop_claiming("The nbflow server stopped")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop scheduling; runs of the in-server worker still executing end Crashed. Waits at most
+        `timeout` seconds for the threads (a run's process is killed in well under that)."""
         self._stop.set()
         if self.worker is not None:
             if self.worker.wake in service.run_listeners:
                 service.run_listeners.remove(self.worker.wake)
-            self.worker.stop("The nbflow server stopped while the run was executing")
+            self.worker.stop("The nbflow server stopped")
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(deadline - time.monotonic(), 0.1))
 
     def _schedule_forever(self) -> None:
         while not self._stop.is_set():

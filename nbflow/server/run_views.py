@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from pathlib import Path
+import os
 from typing import Any
 
 from nbflow import settings
+from nbflow.deployments import paths
 from nbflow.server.errors import ApiError
 from nbflow.server.runs_api import jsonable
 from nbflow.store import queries
@@ -60,8 +61,12 @@ def output_notebook_html(store: Any, run_id: str) -> str:
     path = run.get("output_notebook")
     if not path:
         raise ApiError(404, f"Flow run {run['id']} has no output notebook (only notebook runs have one).")
-    target = Path(path)
-    if target.suffix != ".ipynb" or not target.is_file():
+    try:  # resolved now: the recorded file may have been replaced by a symlink since
+        target = paths.resolve(path, "output_notebook")
+    except paths.PathNotAllowedError as exc:
+        raise ApiError(422, f"The output notebook of flow run {run['id']} is not shown: {exc}",
+                       field="output_notebook") from None
+    if target.suffix != ".ipynb" or not os.path.isfile(target):
         raise ApiError(404, f"The output notebook of flow run {run['id']} is no longer at {path}.")
     stat = target.stat()
     return _render(str(target), stat.st_mtime_ns, stat.st_size)

@@ -90,7 +90,8 @@ def test_deployment_routes_create_read_update_delete(server, files) -> None:
 @pytest.mark.parametrize("body, status, field, words", [
     ({"notebook": "report"}, 422, "name", "name is required"),
     ({"name": "x"}, 422, "notebook", "exactly one of notebook"),
-    ({"name": "x", "notebook": "/nowhere/missing.ipynb"}, 422, "notebook", "No notebook at"),
+    ({"name": "x", "notebook": "missing.ipynb"}, 422, "notebook", "No notebook at"),
+    ({"name": "x", "notebook": "/nowhere/missing.ipynb"}, 422, "notebook", "outside the directories"),
     ({"name": "x", "notebook": "report", "schedule": {"cron": "0 0 31 2 *"}}, 422, "schedule.cron", "never fire"),
     ({"name": "x", "notebook": "report", "schedule": {"cron": "* * * *"}}, 422, "schedule.cron", "field"),
     ({"name": "x", "notebook": "report", "parameters": {"nope": 1, "n": 2}}, 422, "parameters", "nope"),
@@ -108,6 +109,8 @@ def test_bad_deployment_bodies_get_a_4xx_naming_the_field(server, files, body, s
     if isinstance(body, dict):
         if body.get("notebook") == "report":
             body["notebook"] = str(files["report"])
+        if body.get("notebook") == "missing.ipynb":
+            body["notebook"] = str(files["report"].parent / "missing.ipynb")
         if isinstance(body.get("entrypoint"), str) and body["entrypoint"].startswith("etl"):
             body["entrypoint"] = str(files["etl"]) + body["entrypoint"][3:].replace(".py", "")
     answer_status, answer = server.request("POST", "deployments", body)
