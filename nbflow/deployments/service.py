@@ -10,8 +10,8 @@ time, whoever schedules it), work pool, worker, heartbeat and cancel request.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import functools
+import json
 from typing import Any, Callable
 
 from nbflow import settings
@@ -26,6 +26,10 @@ from nbflow.errors import UnknownRunError
 AHEAD_COUNT = 3
 AHEAD_HORIZON = dt.timedelta(days=7)
 _ACTIVE = ("PENDING", "RUNNING")
+#: the most runs a worker claims in one call, and the largest concurrency limit of a work pool
+#: (bounds that keep the numbers within what the store's columns hold).
+MAX_CLAIM = 1000
+MAX_CONCURRENCY = 10_000
 
 #: called (without arguments) after runs were created, so an in-server worker can wake at once.
 run_listeners: list[Callable[[], None]] = []
@@ -200,10 +204,10 @@ def create_work_pool(store: Any, name: str, concurrency_limit: int | None = None
     from nbflow.deployments.definitions import _pool
 
     name = _pool(name)
-    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or
-                                          not isinstance(concurrency_limit, int) or concurrency_limit < 1):
-        raise DeploymentError(f"concurrency_limit must be a whole number >= 1; got {concurrency_limit!r}.",
-                              "concurrency_limit")
+    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or not isinstance(
+            concurrency_limit, int) or not 1 <= concurrency_limit <= MAX_CONCURRENCY):
+        raise DeploymentError(f"concurrency_limit must be a whole number from 1 to {MAX_CONCURRENCY}; "
+                              f"got {concurrency_limit!r}.", "concurrency_limit")
     with store.transaction("create a work pool in") as con:
         if con.execute("SELECT 1 FROM work_pools WHERE name = ?", [name]).fetchone():
             raise ConflictError(f"A work pool named {name} exists already.", "name")
@@ -226,8 +230,8 @@ def list_work_pools(store: Any) -> list[dict[str, Any]]:
 
 def claim_runs(store: Any, pool: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     """Give the worker up to `limit` due runs of `pool`, each to one worker only (one transaction)."""
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise DeploymentError(f"limit must be a whole number >= 1; got {limit!r}.", "limit")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_CLAIM:
+        raise DeploymentError(f"limit must be a whole number from 1 to {MAX_CLAIM}; got {limit!r}.", "limit")
     if not isinstance(worker_id, str) or not worker_id:
         raise DeploymentError("worker_id is required.", "worker_id")
     now = _now()

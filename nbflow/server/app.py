@@ -18,6 +18,7 @@ from jupyter_server.utils import url_path_join
 from traitlets import Bool, Int
 
 from nbflow.server.background import Background
+from nbflow.server.handlers import NotFoundHandler
 from nbflow.server.openapi import OpenApiHandler
 from nbflow.server.pages import dashboard_handlers
 from nbflow.server.routes import ROUTES
@@ -48,8 +49,10 @@ class NbflowApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         for route in ROUTES:
-            self.handlers.append((url_path_join(API_PREFIX, route.pattern), route.handler))
+            self.handlers.append((url_path_join(API_PREFIX, route.pattern), route.handler, {"route": route}))
         self.handlers.append((url_path_join(API_PREFIX, "openapi.json"), OpenApiHandler))
+        # Last: any other path under nbflow/api is a JSON 404, not Jupyter's HTML page or login redirect.
+        self.handlers.append((API_PREFIX + r"(?:/.*)?", NotFoundHandler))
         self.handlers.extend(dashboard_handlers())
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:

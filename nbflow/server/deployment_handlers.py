@@ -47,7 +47,7 @@ class DeploymentRunsHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, ref: str) -> dict:
-        body = self.json_object(allowed=("parameters",))
+        body = self.json_object()
         run = service.create_run(self.store, ref, body.get("parameters"))
         self.set_status(201)
         return run
@@ -69,7 +69,7 @@ class RunStateHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, run_id: str) -> dict:
-        body = self.json_object(allowed=("state", "message", "output_notebook", "worker_id"), required=("state",))
+        body = self.json_object()
         return service.set_run_state(self.store, run_id, body["state"], body.get("message"),
                                      body.get("output_notebook"), body.get("worker_id"))
 
@@ -99,7 +99,7 @@ class WorkPoolsHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self) -> dict:
-        body = self.json_object(allowed=("name", "concurrency_limit"), required=("name",))
+        body = self.json_object()
         pool = service.create_work_pool(self.store, body["name"], body.get("concurrency_limit"))
         self.set_status(201)
         return pool
@@ -109,7 +109,7 @@ class ClaimHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, pool: str) -> list:
-        body = self.json_object(allowed=("worker_id", "limit"), required=("worker_id",))
+        body = self.json_object()
         return service.claim_runs(self.store, pool, body["worker_id"], body.get("limit", 1))
 
 
@@ -117,7 +117,7 @@ class HeartbeatHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, worker_id: str) -> dict:
-        body = self.json_object(allowed=("work_pool", "run_ids"))
+        body = self.json_object()
         return service.heartbeat(self.store, worker_id, body.get("work_pool") or "default", body.get("run_ids") or [])
 
 
