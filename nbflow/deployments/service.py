@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import hmac
 import json
+import secrets
 from typing import Any, Callable
 
 from nbflow import settings
@@ -136,13 +139,36 @@ def create_run(store: Any, ref: str, parameters: Any = None, *, triggered_by: st
 
 def webhook_run(store: Any, slug: str, secret: str | None, body: Any) -> dict[str, Any]:
     """A run of the deployment whose webhook is `slug`, parameters taken from the JSON body."""
-    import hmac
+    return start_webhook_run(store, webhook_deployment(store, slug, secret), body)
 
+
+#: the secret an unknown slug is compared with, so that it takes the path of a wrong secret.
+_NO_SUCH_SECRET = secrets.token_bytes(32)
+
+
+def webhook_deployment(store: Any, slug: str, secret: str | None) -> dict[str, Any]:
+    """The deployment whose webhook is `slug`, if `secret` is its secret; else WebhookAuthError.
+
+    An unknown slug takes the path of a known one: one look-up, then hmac.compare_digest of
+    SHA-256 digests (of a random dummy for an unknown slug), so neither the answer nor its
+    timing tells whether the slug exists or how long its secret is.
+    """
     with store.transaction("read a deployment from") as con:
-        rows = _rows(con, "SELECT * FROM deployments WHERE webhook_slug = ?", [slug])
-    if not rows or not secret or not hmac.compare_digest(rows[0]["webhook_secret"].encode(), secret.encode()):
+        found = con.execute("SELECT id, webhook_secret FROM deployments WHERE webhook_slug = ?", [slug]).fetchone()
+    expected = found[1].encode("utf-8", "surrogatepass") if found and found[1] else _NO_SUCH_SECRET
+    given = (secret or "").encode("utf-8", "surrogatepass")
+    matches = hmac.compare_digest(hashlib.sha256(expected).digest(), hashlib.sha256(given).digest())
+    if not (matches and found and secret):
         raise WebhookAuthError()
-    row = rows[0]
+    with store.transaction("read a deployment from") as con:
+        rows = _rows(con, "SELECT * FROM deployments WHERE id = ?", [found[0]])
+    if not rows:  # deleted meanwhile
+        raise WebhookAuthError()
+    return rows[0]
+
+
+def start_webhook_run(store: Any, row: dict[str, Any], body: Any) -> dict[str, Any]:
+    """A run of the webhook's deployment `row`, its parameters mapped from the JSON body."""
     mapping = row["webhook_parameters"] or {}
     if mapping:
         values = {}

@@ -6,7 +6,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from tornado import web
 
 from nbflow.deployments import service
-from nbflow.server import run_views
+from nbflow.server import run_views, webhook_limits
 from nbflow.server.handlers import NbflowHandler, api
 from nbflow.server.runs_api import page
 
@@ -75,17 +75,29 @@ class RunStateHandler(NbflowHandler):
 
 
 class WebhookHandler(NbflowHandler):
-    """Outside services start a deployment's run with the webhook's own secret, not the server's token."""
+    """Outside services start a deployment's run with the webhook's own secret, not the server's token.
+
+    Wrong secrets are limited per slug and client address (nbflow.server.webhook_limits): 429 with
+    Retry-After, decided before the body is read; the secret is checked before the body is parsed.
+    """
 
     def check_xsrf_cookie(self) -> None:
         """No browser cookie authenticates this route: the secret does, so XSRF does not apply."""
+
+    def admit(self) -> None:
+        self._attempt: webhook_limits.Attempt | None = None
+        if self._refusal is None:  # a body over the limit is refused (413) without looking at its secret
+            self._attempt = webhook_limits.limiter.attempt(self.path_kwargs["slug"], self.request.remote_ip or "")
 
     @allow_unauthenticated
     @api
     def post(self, slug: str) -> dict:
         secret = self.request.headers.get("X-Nbflow-Webhook-Secret") or self.get_query_argument("secret", None)
+        deployment = service.webhook_deployment(self.store, slug, secret)  # 403 alike for a wrong secret and slug
+        if self._attempt is not None:
+            webhook_limits.limiter.succeeded(self._attempt)
         body = self.json_body() if self.request.body else {}
-        run = service.webhook_run(self.store, slug, secret, body)
+        run = service.start_webhook_run(self.store, deployment, body)
         self.set_status(201)
         return run
 
