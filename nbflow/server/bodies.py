@@ -91,7 +91,7 @@ HEARTBEAT = {"type": "object", "additionalProperties": False, "x-body-optional":
                             "run_ids": {"type": "array", "nullable": True, "maxItems": MAX_CLAIM,
                                         "items": {"type": "string", "maxLength": 64}}}}
 SQL = {"type": "object", "required": ["sql"], "additionalProperties": False,
-       "properties": {"sql": {"type": "string", "maxLength": 1_000_000, "description": "One SELECT statement"},
+       "properties": {"sql": {"type": "string", "maxLength": 100_000, "description": "One SELECT statement"},
                       "params": {"type": "array", "nullable": True, "maxItems": 10_000, "items": _ANY,
                                  "description": "Values for the query's ? placeholders"}}}
 WEBHOOK = {**_ANY, "x-body-optional": True, "description": "Any JSON; the webhook's parameter mapping picks fields of it "

@@ -61,8 +61,9 @@ def _size(limit: int) -> str:
 #: what a status means when tornado or Jupyter raised it without a message of ours.
 HTTP_MESSAGES = {
     400: "The request is malformed.",
-    403: "This route needs the server's token: send the header `Authorization: token <token>` "
+    401: "This route needs the server's token: send the header `Authorization: token <token>` "
          "(the token `nbflow server start` printed, or NBFLOW_API_TOKEN).",
+    403: "Forbidden: the server does not serve this Host, or a browser session sent no XSRF token.",
     404: "No such route under nbflow/api; GET nbflow/api/openapi.json lists them.",
     405: "This path does not take that method.",
 }

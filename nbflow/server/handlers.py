@@ -73,7 +73,7 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
     """Base of every nbflow API handler.
 
     Before a method runs: 405 with Allow for a method the route does not take, the token check
-    (403 JSON, never a login redirect), and the route's body limit (413) from the Content-Length
+    (401 JSON, never a login redirect), and the route's body limit (413) from the Content-Length
     and from the bytes as they arrive, so an oversized body is never held or parsed. Every error
     is JSON {"message", "field"?}.
     """
@@ -209,9 +209,14 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
         if isinstance(error, web.HTTPError):
             message = error.log_message % error.args if error.log_message else ""
             anonymous = getattr(self, "_jupyter_current_user", None) is None
-            if (status_code == 403 and anonymous) or not message:
-                message = HTTP_MESSAGES.get(status_code, responses.get(status_code, "Error"))
-            body: dict[str, Any] = {"message": message}
+            if status_code == 403 and anonymous and self.check_host():
+                # Jupyter refuses a caller without a valid token with 403 (or 403 for a missing XSRF
+                # field): for an API that is 401, which says what to send.
+                status_code, message = 401, ""
+                self.set_status(401)
+                headers["WWW-Authenticate"] = 'token realm="nbflow"'
+            body: dict[str, Any] = {"message": message or HTTP_MESSAGES.get(status_code, responses.get(
+                status_code, "Error"))}
         elif error is not None:
             status_code, body = status_and_body(error)
             headers = dict(getattr(error, "headers", None) or {})
@@ -226,7 +231,7 @@ class NbflowHandler(ExtensionHandlerMixin, APIHandler):
 
 
 class NotFoundHandler(NbflowHandler):
-    """Every other path under nbflow/api: a JSON 404 (403 without the token), never Jupyter's
+    """Every other path under nbflow/api: a JSON 404 (401 without the token), never Jupyter's
     HTML page or a login redirect."""
 
     def check_method(self) -> None:
@@ -240,7 +245,7 @@ class NotFoundHandler(NbflowHandler):
         path = self.request.path.split("/nbflow/api", 1)[-1].strip("/")
         first, _, rest = path.partition("/")
         if first != "webhooks" and self.current_user is None:  # webhooks are public: no token to ask for
-            raise web.HTTPError(403)
+            raise web.HTTPError(403)  # answered 401 (write_error)
         raise _Abort(not_found(_unknown_path(first, rest.split("/")[0], path)))
 
     # Never reached (prepare answers); marked so that Jupyter leaves the token check to prepare.

@@ -35,8 +35,8 @@ _QUERY: dict[str, tuple[str, dict[str, Any]]] = {
 }
 _ERRORS = {
     "400": "The request is malformed: not JSON, not the JSON type the route takes, an unknown or missing field",
-    "401": "No valid token (the server answers 403)",
-    "403": "No valid token: send `Authorization: token <token>`",
+    "401": "No valid token: send `Authorization: token <token>`",
+    "403": "Forbidden: a Host the server does not serve, or a browser session without its XSRF token",
     "404": "No such route, flow run, deployment or work pool",
     "405": "The path does not take this method; `Allow` lists those it takes",
     "409": "The request conflicts with what is stored (a taken name, a run that already ended)",
@@ -59,9 +59,12 @@ def _responses(route: Route, method: str) -> dict[str, Any]:
                                              if code == 202 else "OK"}
                                  for code in route.status.get(method, (200,))}
     for code, description in _ERRORS.items():
-        if code in ("401", "403") and route.public and route.openapi_path != "/webhooks/{slug}":
+        if code in ("401", "403") and route.public:
             continue
         responses[code] = _error(description)
+    if not route.public:
+        responses["401"] = _error(_ERRORS["401"], {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                                       "required": True}})
     responses["405"] = _error(_ERRORS["405"], {"Allow": {"schema": {"type": "string"}, "required": True,
                                                          "description": "The methods the path takes"}})
     if route.openapi_path == "/webhooks/{slug}":

@@ -63,7 +63,7 @@ def page(arguments: dict[str, str], default_limit: int = 100) -> tuple[int, int]
 
 def _int(arguments: dict[str, str], name: str, default: int) -> int:
     raw = arguments.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         return int(raw)
