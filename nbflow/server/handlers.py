@@ -21,7 +21,6 @@ from nbflow.server.errors import (
     HTTP_MESSAGES, ApiError, bad_request, method_not_allowed, not_found, status_and_body, too_large,
 )
 from nbflow.store.records import TABLES, Batch
-from nbflow.store.schema import KEYS
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 #: the body limit of a path that takes no body (GET routes, the catch-all, openapi.json).
@@ -326,14 +325,25 @@ class EventsHandler(NbflowHandler):
             if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) != width for r in rows):
                 raise bad_request(f"Every row of {table} must be a list of {width} values "
                                   f"({', '.join(TABLES[table])}).", table)
-            keys = KEYS[table]
-            bad = next((r for r in rows if any(type(v) not in _SCALARS for v in r[:len(keys)])), None)
-            if bad is not None:  # the store deduplicates rows by their key, so it must be a plain value
-                raise ApiError(422, f"The key of a {table} row ({', '.join(keys)}) must be text or a number; "
-                                    f"got {bad[:len(keys)]!r}.", field=table)
+            nested = _first_nested(rows)
+            if nested is not None:  # no column holds one; the store would choke on it (its key dedup, repr)
+                row, column = nested
+                raise ApiError(422, f"Row {row} of {table} holds {type(rows[row][column]).__name__} in "
+                                    f"{TABLES[table][column]}; run events hold text, numbers, true/false or null.",
+                               field=f"{table}.{TABLES[table][column]}")
             setattr(batch, table, [tuple(r) for r in rows])
         self.store.write(batch)
         return {"written": len(batch)}
+
+
+def _first_nested(rows: list[list]) -> tuple[int, int] | None:
+    """(row, column) of the first value that is not text, a number, a boolean or null; a plain loop:
+    this runs over every value of every batch."""
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            if type(value) not in _SCALARS:
+                return i, j
+    return None
 
 
 class SqlHandler(NbflowHandler):

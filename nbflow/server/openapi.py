@@ -8,6 +8,7 @@ from typing import Any
 from jupyter_server.auth.decorator import allow_unauthenticated
 
 from nbflow._version import __version__
+from nbflow.server.bodies import SLUG_PATTERN
 from nbflow.server.handlers import NbflowHandler, api
 from nbflow.server.routes import ROUTES, Route
 from nbflow.server.runs_api import MAX_LIMIT, MAX_OFFSET
@@ -17,9 +18,9 @@ _PATH_PARAMETERS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("flow_runs", "id"): ("a flow run id or a unique prefix of it (at least 4 hex digits)",
                           {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$"}),
     ("deployments", "id"): ("a deployment's id or name", {"type": "string", "pattern": "^[^/]+$"}),
-    ("webhooks", "slug"): ("the webhook's slug", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}$"}),
-    ("work_pools", "name"): ("a work pool's name", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}$"}),
-    ("workers", "id"): ("the worker's id", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}$"}),
+    ("webhooks", "slug"): ("the webhook's slug", {"type": "string", "pattern": SLUG_PATTERN}),
+    ("work_pools", "name"): ("a work pool's name", {"type": "string", "pattern": SLUG_PATTERN}),
+    ("workers", "id"): ("the worker's id", {"type": "string", "pattern": SLUG_PATTERN}),
 }
 #: query parameter -> (description, schema).
 _QUERY: dict[str, tuple[str, dict[str, Any]]] = {
