@@ -28,16 +28,18 @@ MAX_TIMEOUT_SECONDS = 7 * 86400
 SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
 #: bodies marked "x-body-optional" may be left out (an empty body is {}); the others are required.
 
-_TEXT = {"type": "string", "maxLength": 4096}
-_NULLABLE_TEXT = {**_TEXT, "nullable": True}
+#: a path on the server: no NUL byte (the operating system refuses one).
+NO_NUL = "^[^\\u0000]*$"
+_PATH = {"type": "string", "maxLength": 4096, "pattern": NO_NUL}
+_NULLABLE_PATH = {**_PATH, "nullable": True}
 _SLUG = {"type": "string", "pattern": SLUG_PATTERN, "maxLength": 64}
 _ANY = {"description": "Any JSON value"}
 
 _DEPLOYMENT_FIELDS: dict[str, Any] = {
     "name": {"type": "string", "minLength": 1, "maxLength": 100,
              "description": "1-100 letters, digits, spaces, '.', '_' or '-'"},
-    "notebook": {**_NULLABLE_TEXT, "description": "Path of a .ipynb file on the server (or give entrypoint)"},
-    "entrypoint": {**_NULLABLE_TEXT, "description": "FILE.py:FLOW on the server (or give notebook)"},
+    "notebook": {**_NULLABLE_PATH, "description": "Path of a .ipynb file on the server (or give entrypoint)"},
+    "entrypoint": {**_NULLABLE_PATH, "description": "FILE.py:FLOW on the server (or give notebook)"},
     "parameters": {"type": "object", "nullable": True, "additionalProperties": _ANY,
                    "description": "Default parameters: name -> JSON value"},
     "schedule": {"type": "object", "nullable": True, "additionalProperties": False,
@@ -76,7 +78,7 @@ RUN = {"type": "object", "additionalProperties": False, "x-body-optional": True,
 RUN_STATE = {"type": "object", "required": ["state"], "additionalProperties": False,
              "properties": {"state": {"type": "string", "minLength": 1, "maxLength": 32},
                             "message": {"type": "string", "nullable": True, "maxLength": 100_000},
-                            "output_notebook": _NULLABLE_TEXT,
+                            "output_notebook": _NULLABLE_PATH,
                             "worker_id": {"type": "string", "nullable": True, "maxLength": 200}},
              "description": "The state a worker reports for a run it claimed."}
 WORK_POOL = {"type": "object", "required": ["name"], "additionalProperties": False,
@@ -191,12 +193,26 @@ def _check_number(value: int | float, schema: dict[str, Any], path: str, name: s
 
 
 def _check_text(value: str, schema: dict[str, Any], path: str, name: str) -> None:
+    _check_unicode(value, path, name)
     low, high = schema.get("minLength", 0), schema.get("maxLength")
     if len(value) < low or (high is not None and len(value) > high):
         raise _fail(path, f"{name} must be {_between(low, high)} characters long; got {len(value)}.")
     pattern = schema.get("pattern")
     if pattern is not None and not re.search(pattern, value):
+        if pattern == NO_NUL:
+            raise _fail(path, f"{name} is a path and cannot hold a NUL character (\\u0000); got {_got(value)}.")
         raise _fail(path, f"{name} must match {pattern}; got {_got(value)}.")
+
+
+def _check_unicode(value: str, path: str, name: str) -> None:
+    """Text the store can hold: JSON's \\ud800-style escapes can spell a lone UTF-16 surrogate,
+    which no UTF-8 text (DuckDB's, a file name's) can."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _fail(path, f"{name} holds a lone UTF-16 surrogate ({value[exc.start]!r}) at {exc.start}; "
+                              "send Unicode text (a \\ud83d\\ude00 pair is fine).") from None
 
 
 def _check_object(value: dict, schema: dict[str, Any], path: str, depth: int) -> None:
@@ -212,6 +228,7 @@ def _check_object(value: dict, schema: dict[str, Any], path: str, depth: int) ->
             raise _fail(_join(path, unknown[0]), f"Unknown field(s) {', '.join(unknown)}; {where}: "
                                                  f"{', '.join(properties) or 'none'}.")
     for key, item in value.items():
+        _check_unicode(key, path, f"A key of {path or 'the body'}")
         _check(item, properties.get(key, extra if isinstance(extra, dict) else {}), _join(path, key), depth + 1)
 
 

@@ -148,6 +148,26 @@ def test_wrong_types_are_a_4xx_naming_the_field(live_server, method, path, body,
         assert answer.get("field") == field, answer
 
 
+@pytest.mark.parametrize("method, path, body, field", [
+    ("POST", "deployments", b'{"name": "x", "notebook": "a\\u0000.ipynb"}', "notebook"),
+    ("POST", "deployments", b'{"name": "x", "entrypoint": "/etc/passwd\\u0000.py:f"}', "entrypoint"),
+    ("POST", "flow_runs/0123456789abcdef/state", b'{"state": "Running", "output_notebook": "\\u0000"}',
+     "output_notebook"),
+    ("POST", "sql", b'{"sql": "select \'\\ud800\'"}', "sql"),
+    ("POST", "sql", b'{"sql": "select ?", "params": ["\\udfff"]}', "params[0]"),
+    ("POST", "work_pools/default/claim", b'{"worker_id": "w\\ud800"}', "worker_id"),
+    ("POST", "workers/w-1/heartbeat", b'{"run_ids": ["\\ud800"]}', "run_ids[0]"),
+    ("POST", "deployments/nightly/runs", b'{"parameters": {"k\\ud800": 1}}', "parameters"),
+])
+def test_nul_in_paths_and_lone_surrogates_are_a_422(live_server, method, path, body, field) -> None:
+    """NUL in a path (the OS refuses it) and a lone UTF-16 surrogate (\\ud800 is valid JSON, but no UTF-8
+    text holds it) were 500s; a surrogate pair is an ordinary character."""
+    status, answer = json_answer(live_server, method, path, body)
+    assert status == 422 and answer["field"] == field, answer
+    status, _, _ = raw(live_server, "POST", "sql", b'{"sql": "select \'\\ud83d\\ude00\' as s"}')
+    assert status == 200  # an Arrow stream
+
+
 @pytest.mark.parametrize("method, path, route", BODY_ROUTES, ids=[f"{m} {p}" for m, p, _ in BODY_ROUTES])
 def test_bodies_of_the_wrong_json_type_are_a_400(live_server, method, path, route) -> None:
     if route.public:  # a webhook takes any JSON (its mapping picks fields); the secret is checked first
