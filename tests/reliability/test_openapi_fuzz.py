@@ -27,7 +27,10 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
 
 
 @pytest.mark.timeout(300)
-def test_the_api_answers_as_its_openapi_document_says(tmp_path) -> None:
+def test_the_api_answers_as_its_openapi_document_says(tmp_path, monkeypatch) -> None:
+    from hypothesis import configuration
+
+    monkeypatch.setattr(configuration, "__hypothesis_home_directory", tmp_path / "hypothesis")  # not ./.hypothesis
     token = secrets.token_hex(16)
     server = start_server(tmp_path, tmp_path / "server.log", token)
     try:
