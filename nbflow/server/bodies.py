@@ -100,13 +100,17 @@ WEBHOOK = {**_ANY, "x-body-optional": True, "description": "Any JSON; the webhoo
                                   "(without a mapping, {\"parameters\": {...}} gives the parameters)"}
 
 
+#: a value of a run event row: text, a number, true/false or null (never a list or an object).
+_SCALAR = {"anyOf": [{"type": "string", "nullable": True}, {"type": "number"}, {"type": "boolean"}]}
+
+
 def events_schema(tables: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     """The body of POST events: rows per table, each row a list in the table's column order."""
     return {"type": "object", "additionalProperties": False,
             "description": "Rows per table in the column order of nbflow.store.records",
             "properties": {name: {"type": "array", "description": ", ".join(columns),
                                   "items": {"type": "array", "minItems": len(columns), "maxItems": len(columns),
-                                            "items": _ANY}}
+                                            "items": _SCALAR}}
                            for name, columns in tables.items()}}
 
 
