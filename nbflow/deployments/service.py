@@ -10,8 +10,11 @@ time, whoever schedules it), work pool, worker, heartbeat and cancel request.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import functools
+import hashlib
+import hmac
+import json
+import secrets
 from typing import Any, Callable
 
 from nbflow import settings
@@ -27,6 +30,10 @@ from nbflow.errors import UnknownRunError
 AHEAD_COUNT = 3
 AHEAD_HORIZON = dt.timedelta(days=7)
 _ACTIVE = ("PENDING", "RUNNING")
+#: the most runs a worker claims in one call, and the largest concurrency limit of a work pool
+#: (bounds that keep the numbers within what the store's columns hold).
+MAX_CLAIM = 1000
+MAX_CONCURRENCY = 10_000
 
 #: called (without arguments) after runs were created, so an in-server worker can wake at once.
 run_listeners: list[Callable[[], None]] = []
@@ -133,13 +140,36 @@ def create_run(store: Any, ref: str, parameters: Any = None, *, triggered_by: st
 
 def webhook_run(store: Any, slug: str, secret: str | None, body: Any) -> dict[str, Any]:
     """A run of the deployment whose webhook is `slug`, parameters taken from the JSON body."""
-    import hmac
+    return start_webhook_run(store, webhook_deployment(store, slug, secret), body)
 
+
+#: the secret an unknown slug is compared with, so that it takes the path of a wrong secret.
+_NO_SUCH_SECRET = secrets.token_bytes(32)
+
+
+def webhook_deployment(store: Any, slug: str, secret: str | None) -> dict[str, Any]:
+    """The deployment whose webhook is `slug`, if `secret` is its secret; else WebhookAuthError.
+
+    An unknown slug takes the path of a known one: one look-up, then hmac.compare_digest of
+    SHA-256 digests (of a random dummy for an unknown slug), so neither the answer nor its
+    timing tells whether the slug exists or how long its secret is.
+    """
     with store.transaction("read a deployment from") as con:
-        rows = _rows(con, "SELECT * FROM deployments WHERE webhook_slug = ?", [slug])
-    if not rows or not secret or not hmac.compare_digest(rows[0]["webhook_secret"].encode(), secret.encode()):
+        found = con.execute("SELECT id, webhook_secret FROM deployments WHERE webhook_slug = ?", [slug]).fetchone()
+    expected = found[1].encode("utf-8", "surrogatepass") if found and found[1] else _NO_SUCH_SECRET
+    given = (secret or "").encode("utf-8", "surrogatepass")
+    matches = hmac.compare_digest(hashlib.sha256(expected).digest(), hashlib.sha256(given).digest())
+    if not (matches and found and secret):
         raise WebhookAuthError()
-    row = rows[0]
+    with store.transaction("read a deployment from") as con:
+        rows = _rows(con, "SELECT * FROM deployments WHERE id = ?", [found[0]])
+    if not rows:  # deleted meanwhile
+        raise WebhookAuthError()
+    return rows[0]
+
+
+def start_webhook_run(store: Any, row: dict[str, Any], body: Any) -> dict[str, Any]:
+    """A run of the webhook's deployment `row`, its parameters mapped from the JSON body."""
     mapping = row["webhook_parameters"] or {}
     if mapping:
         values = {}
@@ -209,10 +239,10 @@ def create_work_pool(store: Any, name: str, concurrency_limit: int | None = None
     from nbflow.deployments.definitions import _pool
 
     name = _pool(name)
-    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or
-                                          not isinstance(concurrency_limit, int) or concurrency_limit < 1):
-        raise DeploymentError(f"concurrency_limit must be a whole number >= 1; got {concurrency_limit!r}.",
-                              "concurrency_limit")
+    if concurrency_limit is not None and (isinstance(concurrency_limit, bool) or not isinstance(
+            concurrency_limit, int) or not 1 <= concurrency_limit <= MAX_CONCURRENCY):
+        raise DeploymentError(f"concurrency_limit must be a whole number from 1 to {MAX_CONCURRENCY}; "
+                              f"got {concurrency_limit!r}.", "concurrency_limit")
     with store.transaction("create a work pool in") as con:
         if con.execute("SELECT 1 FROM work_pools WHERE name = ?", [name]).fetchone():
             raise ConflictError(f"A work pool named {name} exists already.", "name")
@@ -235,8 +265,8 @@ def list_work_pools(store: Any) -> list[dict[str, Any]]:
 
 def claim_runs(store: Any, pool: str, worker_id: str, limit: int) -> list[dict[str, Any]]:
     """Give the worker up to `limit` due runs of `pool`, each to one worker only (one transaction)."""
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise DeploymentError(f"limit must be a whole number >= 1; got {limit!r}.", "limit")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_CLAIM:
+        raise DeploymentError(f"limit must be a whole number from 1 to {MAX_CLAIM}; got {limit!r}.", "limit")
     if not isinstance(worker_id, str) or not worker_id:
         raise DeploymentError("worker_id is required.", "worker_id")
     now = _now()

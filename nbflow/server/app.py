@@ -24,6 +24,7 @@ from nbflow import settings
 from nbflow.deployments import paths
 from nbflow.server.background import Background
 from nbflow.server.background import logger as background_log
+from nbflow.server.handlers import NotFoundHandler
 from nbflow.server.openapi import OpenApiHandler
 from nbflow.server.pages import dashboard_handlers
 from nbflow.server.routes import ROUTES
@@ -71,8 +72,10 @@ class NbflowApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         for route in ROUTES:
-            self.handlers.append((url_path_join(API_PREFIX, route.pattern), route.handler))
+            self.handlers.append((url_path_join(API_PREFIX, route.pattern), route.handler, {"route": route}))
         self.handlers.append((url_path_join(API_PREFIX, "openapi.json"), OpenApiHandler))
+        # Last: any other path under nbflow/api is a JSON 404, not Jupyter's HTML page or login redirect.
+        self.handlers.append((API_PREFIX + r"(?:/.*)?", NotFoundHandler))
         self.handlers.extend(dashboard_handlers())
 
     def _stop_claiming_when_the_server_stops(self) -> None:

@@ -6,7 +6,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from tornado import web
 
 from nbflow.deployments import service
-from nbflow.server import run_views
+from nbflow.server import run_views, webhook_limits
 from nbflow.server.handlers import NbflowHandler, Reply, api
 from nbflow.server.runs_api import page
 
@@ -47,7 +47,7 @@ class DeploymentRunsHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, ref: str) -> dict:
-        body = self.json_object(allowed=("parameters",))
+        body = self.json_object()
         run = service.create_run(self.store, ref, body.get("parameters"))
         self.set_status(201)
         return run
@@ -69,23 +69,35 @@ class RunStateHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, run_id: str) -> dict:
-        body = self.json_object(allowed=("state", "message", "output_notebook", "worker_id"), required=("state",))
+        body = self.json_object()
         return service.set_run_state(self.store, run_id, body["state"], body.get("message"),
                                      body.get("output_notebook"), body.get("worker_id"))
 
 
 class WebhookHandler(NbflowHandler):
-    """Outside services start a deployment's run with the webhook's own secret, not the server's token."""
+    """Outside services start a deployment's run with the webhook's own secret, not the server's token.
+
+    Wrong secrets are limited per slug and client address (nbflow.server.webhook_limits): 429 with
+    Retry-After, decided before the body is read; the secret is checked before the body is parsed.
+    """
 
     def check_xsrf_cookie(self) -> None:
         """No browser cookie authenticates this route: the secret does, so XSRF does not apply."""
+
+    def admit(self) -> None:
+        self._attempt: webhook_limits.Attempt | None = None
+        if self._refusal is None:  # a body over the limit is refused (413) without looking at its secret
+            self._attempt = webhook_limits.limiter.attempt(self.path_kwargs["slug"], self.request.remote_ip or "")
 
     @allow_unauthenticated
     @api
     def post(self, slug: str) -> dict:
         secret = self.request.headers.get("X-Nbflow-Webhook-Secret") or self.get_query_argument("secret", None)
+        deployment = service.webhook_deployment(self.store, slug, secret)  # 403 alike for a wrong secret and slug
+        if self._attempt is not None:
+            webhook_limits.limiter.succeeded(self._attempt)
         body = self.json_body() if self.request.body else {}
-        run = service.webhook_run(self.store, slug, secret, body)
+        run = service.start_webhook_run(self.store, deployment, body)
         self.set_status(201)
         return run
 
@@ -99,7 +111,7 @@ class WorkPoolsHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self) -> dict:
-        body = self.json_object(allowed=("name", "concurrency_limit"), required=("name",))
+        body = self.json_object()
         pool = service.create_work_pool(self.store, body["name"], body.get("concurrency_limit"))
         self.set_status(201)
         return pool
@@ -109,7 +121,7 @@ class ClaimHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, pool: str) -> list:
-        body = self.json_object(allowed=("worker_id", "limit"), required=("worker_id",))
+        body = self.json_object()
         return service.claim_runs(self.store, pool, body["worker_id"], body.get("limit", 1))
 
 
@@ -117,7 +129,7 @@ class HeartbeatHandler(NbflowHandler):
     @web.authenticated
     @api
     def post(self, worker_id: str) -> dict:
-        body = self.json_object(allowed=("work_pool", "run_ids"))
+        body = self.json_object()
         return service.heartbeat(self.store, worker_id, body.get("work_pool") or "default", body.get("run_ids") or [])
 
 

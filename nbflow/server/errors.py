@@ -13,10 +13,13 @@ from nbflow.errors import (
 class ApiError(NbflowError):
     """An error a handler raises on purpose, with its status code and the field it concerns."""
 
-    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, *, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.field = field
+        #: response headers that go with the error (Retry-After on a 429, Allow on a 405).
+        self.headers = headers or {}
 
 
 def bad_request(message: str, field: str | None = None) -> ApiError:
@@ -29,6 +32,41 @@ def not_found(message: str) -> ApiError:
 
 def conflict(message: str) -> ApiError:
     return ApiError(409, message)
+
+
+def too_large(limit: int, route: str) -> ApiError:
+    """A body over the route's limit: 413, naming the route and the limit."""
+    return ApiError(413, f"The request body is larger than {route} takes: at most {_size(limit)} ({limit} bytes). "
+                         "Send less.")
+
+
+def too_many(message: str, retry_after: int) -> ApiError:
+    """429 with Retry-After (whole seconds, at least 1)."""
+    return ApiError(429, message, headers={"Retry-After": str(max(1, retry_after))})
+
+
+def method_not_allowed(method: str, allowed: tuple[str, ...]) -> ApiError:
+    """405 with Allow listing the methods the path takes."""
+    listed = ", ".join(allowed)
+    return ApiError(405, f"This path does not take {method}; it takes {listed}.", headers={"Allow": listed})
+
+
+def _size(limit: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= scale and limit % scale == 0:
+            return f"{limit // scale} {unit}"
+    return f"{limit} bytes"
+
+
+#: what a status means when tornado or Jupyter raised it without a message of ours.
+HTTP_MESSAGES = {
+    400: "The request is malformed.",
+    401: "This route needs the server's token: send the header `Authorization: token <token>` "
+         "(the token `nbflow server start` printed, or NBFLOW_API_TOKEN).",
+    403: "Forbidden: the server does not serve this Host, or a browser session sent no XSRF token.",
+    404: "No such route under nbflow/api; GET nbflow/api/openapi.json lists them.",
+    405: "This path does not take that method.",
+}
 
 
 #: exception type -> status, most specific first; anything else is a 500 (a bug of ours).

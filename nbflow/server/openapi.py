@@ -8,13 +8,73 @@ from typing import Any
 from jupyter_server.auth.decorator import allow_unauthenticated
 
 from nbflow._version import __version__
+from nbflow.server.bodies import SLUG_PATTERN
 from nbflow.server.handlers import NbflowHandler, api
-from nbflow.server.routes import ROUTES
+from nbflow.server.routes import ROUTES, Route
+from nbflow.server.runs_api import MAX_LIMIT, MAX_OFFSET
 
-_PATH_PARAMETERS = {("flow_runs", "id"): "a flow run id or unique prefix",
-                    ("deployments", "id"): "a deployment's id or name", ("webhooks", "slug"): "the webhook's slug",
-                    ("work_pools", "name"): "a work pool's name", ("workers", "id"): "the worker's id"}
-_ERROR = {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+#: path parameter -> (description, schema), by the collection it belongs to.
+_PATH_PARAMETERS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
+    ("flow_runs", "id"): ("a flow run id or a unique prefix of it (at least 4 hex digits)",
+                          {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$"}),
+    ("deployments", "id"): ("a deployment's id or name", {"type": "string", "pattern": "^[^/]+$"}),
+    ("webhooks", "slug"): ("the webhook's slug", {"type": "string", "pattern": SLUG_PATTERN}),
+    ("work_pools", "name"): ("a work pool's name", {"type": "string", "pattern": SLUG_PATTERN}),
+    ("workers", "id"): ("the worker's id", {"type": "string", "pattern": SLUG_PATTERN}),
+}
+#: query parameter -> (description, schema).
+_QUERY: dict[str, tuple[str, dict[str, Any]]] = {
+    "limit": ("how many items, newest first", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+    "offset": ("how many items to skip", {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}),
+    "flow_name": ("only runs of this flow", {"type": "string"}),
+    "state": ("only runs in this state (Completed, Failed, ...; any case)", {"type": "string"}),
+    "deployment_id": ("only runs of this deployment", {"type": "string"}),
+    "since": ("only runs started at or after this ISO 8601 time (UTC without a zone)", {"type": "string"}),
+    "until": ("only runs started before this ISO 8601 time", {"type": "string"}),
+    "level": ("the lowest log level: a number such as 30, or DEBUG, INFO, WARNING, ERROR, CRITICAL",
+              {"type": "string"}),
+}
+_ERRORS = {
+    "400": "The request is malformed: not JSON, not the JSON type the route takes, an unknown or missing field",
+    "401": "No valid token: send `Authorization: token <token>`",
+    "403": "Forbidden: a Host the server does not serve, or a browser session without its XSRF token",
+    "404": "No such route, flow run, deployment or work pool",
+    "405": "The path does not take this method; `Allow` lists those it takes",
+    "409": "The request conflicts with what is stored (a taken name, a run that already ended)",
+    "413": "The body is larger than the route's limit",
+    "422": "A field has a bad value; `field` names it",
+    "503": "The run store is busy or damaged; the message says which and what to do",
+}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description,
+                                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _responses(route: Route, method: str) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(code): {"description": "Created" if code == 201 else "Accepted"
+                                             if code == 202 else "OK"}
+                                 for code in route.status.get(method, (200,))}
+    for code, description in _ERRORS.items():
+        if code in ("401", "403") and route.public:
+            continue
+        responses[code] = _error(description)
+    if not route.public:
+        responses["401"] = _error(_ERRORS["401"], {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                                       "required": True}})
+    responses["405"] = _error(_ERRORS["405"], {"Allow": {"schema": {"type": "string"}, "required": True,
+                                                         "description": "The methods the path takes"}})
+    if route.openapi_path == "/webhooks/{slug}":
+        responses["403"] = _error("Unknown webhook or wrong secret (the same answer for both)")
+        responses["429"] = _error("Too many wrong secrets for this webhook from this address (or, from addresses "
+                                  "that never sent the right one, for this webhook): wait Retry-After seconds",
+                                  {"Retry-After": {"schema": {"type": "integer"}, "required": True,
+                                                   "description": "Seconds until the limit lifts"}})
+    return responses
 
 
 def document(base_url: str = "/") -> dict[str, Any]:
@@ -23,25 +83,23 @@ def document(base_url: str = "/") -> dict[str, Any]:
     for route in ROUTES:
         item = paths.setdefault(route.openapi_path, {})
         for method, summary in route.methods.items():
-            operation: dict[str, Any] = {
-                "summary": summary,
-                "responses": {"200": {"description": "OK"}, "400": _ERROR, "404": _ERROR, "409": _ERROR,
-                              "422": _ERROR},
-            }
-            parameters = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                          for name in route.query]
+            operation: dict[str, Any] = {"summary": summary, "responses": _responses(route, method)}
+            parameters = [{"name": name, "in": "query", "required": False, "description": _QUERY[name][0],
+                           "schema": _QUERY[name][1]} for name in route.query]
+            collection = route.openapi_path.split("/")[1]
             for name in reversed(re.findall(r"\{(\w+)\}", route.openapi_path)):
-                parameters.insert(0, {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
-                                      "description": _PATH_PARAMETERS.get((route.openapi_path.split("/")[1], name),
-                                                                          name)})
+                description, schema = _PATH_PARAMETERS[(collection, name)]
+                parameters.insert(0, {"name": name, "in": "path", "required": True, "schema": schema,
+                                      "description": description})
             if parameters:
                 operation["parameters"] = parameters
             if method in route.body:
-                operation["requestBody"] = {"description": route.body[method], "required": True,
-                                            "content": {"application/json": {"schema": {"type": "object"}}}}
+                schema = route.body[method]
+                operation["requestBody"] = {
+                    "description": f"{schema.get('description', 'JSON')} (at most {route.max_body} bytes)",
+                    "required": not schema.get("x-body-optional", False),
+                    "content": {"application/json": {"schema": schema}}}
             operation["security"] = [] if route.public else [{"token": []}]
-            if not route.public:
-                operation["responses"]["403"] = _ERROR
             item[method] = operation
     paths["/openapi.json"] = {"get": {"summary": "This document", "security": [],
                                       "responses": {"200": {"description": "OK"}}}}
@@ -53,8 +111,10 @@ def document(base_url: str = "/") -> dict[str, Any]:
         "components": {
             "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization",
                                           "description": "`token <the Jupyter or NBFLOW_API_TOKEN token>`"}},
-            "schemas": {"Error": {"type": "object", "properties": {
-                "message": {"type": "string"}, "field": {"type": "string"}}}},
+            "schemas": {"Error": {"type": "object", "required": ["message"], "properties": {
+                "message": {"type": "string", "description": "What is wrong and how to fix it"},
+                "field": {"type": "string", "description": "The body field or parameter at fault"},
+                "parameter": {"type": "string", "description": "The deployment parameter at fault"}}}},
         },
     }
 
@@ -64,4 +124,3 @@ class OpenApiHandler(NbflowHandler):
     @api
     def get(self) -> dict:
         return document(self.base_url)
-

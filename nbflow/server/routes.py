@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nbflow.server import bodies, handlers
 from nbflow.server import deployment_handlers as deployments
-from nbflow.server import handlers
+from nbflow.server.handlers import NO_BODY_LIMIT
+from nbflow.store.api_store import EVENTS_BODY_LIMIT
+from nbflow.store.records import TABLES
 
 RUN_ID = r"(?P<run_id>[0-9a-fA-F]{4,64})"
 REF = r"(?P<ref>[^/]+)"  # a deployment's id or name
 NAME = r"(?P<{}>[A-Za-z0-9][A-Za-z0-9_\-]{{0,63}})"
-_DEPLOYMENT_BODY = ("{\"name\", \"notebook\": PATH | \"entrypoint\": \"FILE.py:FLOW\", \"parameters\", "
-                    "\"schedule\": {\"cron\", \"timezone\"} | {\"interval\"} | null, \"catch_up\", "
-                    "\"timeout_seconds\", \"paused\", \"work_pool\", \"webhook\": {\"slug\", \"secret\"?, "
-                    "\"parameters\"}, \"triggers\": [{\"deployment\", \"state\"}]}")
+KIB = 1024
+MIB = 1024 * KIB
+#: the body limit of the routes that take a small JSON object (deployments, webhooks, sql, worker calls).
+SMALL_BODY = 1 * MIB
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,11 @@ class Route:
     methods: dict[str, str]  # method -> summary
     public: bool = False  # answers without the server's token
     query: tuple[str, ...] = ()
-    body: dict[str, str] = field(default_factory=dict)  # method -> description of the JSON body
+    body: dict[str, dict] = field(default_factory=dict)  # method -> JSON schema of its body (nbflow.server.bodies)
+    #: the largest body in bytes, refused with 413 before it is read or parsed.
+    max_body: int = NO_BODY_LIMIT
+    #: method -> its success status when not 200 (201 Created, 202 Accepted).
+    status: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -47,38 +54,37 @@ ROUTES: tuple[Route, ...] = (
     Route(f"flow_runs/{RUN_ID}/output_notebook", "/flow_runs/{id}/output_notebook",
           deployments.OutputNotebookHandler, {"get": "The executed notebook of a notebook run, as HTML"}),
     Route(f"flow_runs/{RUN_ID}/cancel", "/flow_runs/{id}/cancel", deployments.CancelHandler,
-          {"post": "Cancel a deployment run (202 while its worker stops it)"}),
+          {"post": "Cancel a deployment run (202 while its worker stops it)"}, status={"post": (200, 202)}),
     Route(f"flow_runs/{RUN_ID}/state", "/flow_runs/{id}/state", deployments.RunStateHandler,
           {"post": "A worker reports the state of a run it claimed"},
-          body={"post": "{\"state\", \"message\"?, \"output_notebook\"?, \"worker_id\"?}"}),
+          body={"post": bodies.RUN_STATE}, max_body=SMALL_BODY),
     Route("deployments", "/deployments", deployments.DeploymentsHandler,
           {"get": "Deployments, newest first", "post": "Create a deployment (409 if the name is taken)"},
-          query=("limit", "offset"), body={"post": _DEPLOYMENT_BODY}),
+          query=("limit", "offset"), body={"post": bodies.DEPLOYMENT}, max_body=SMALL_BODY, status={"post": (201,)}),
     Route(f"deployments/{REF}/runs", "/deployments/{id}/runs", deployments.DeploymentRunsHandler,
           {"post": "Start a run of the deployment now; answers the new flow run"},
-          body={"post": "{\"parameters\": {...}} (optional; merged over the deployment's)"}),
+          body={"post": bodies.RUN}, max_body=SMALL_BODY, status={"post": (201,)}),
     Route(f"deployments/{REF}", "/deployments/{id}", deployments.DeploymentHandler,
           {"get": "One deployment, by id or name", "patch": "Change some fields of a deployment",
            "delete": "Delete a deployment (its runs stay recorded)"},
-          body={"patch": "Any deployment fields but id"}),
+          body={"patch": bodies.DEPLOYMENT_PATCH}, max_body=SMALL_BODY),
     Route(f"webhooks/{NAME.format('slug')}", "/webhooks/{slug}", deployments.WebhookHandler,
           {"post": "Start a run of the deployment with this webhook; authenticated by the webhook's secret "
                    "(header X-Nbflow-Webhook-Secret), not the server's token"},
-          public=True, body={"post": "Any JSON; the webhook maps its fields to parameters"}),
+          public=True, body={"post": bodies.WEBHOOK}, max_body=SMALL_BODY, status={"post": (201,)}),
     Route("work_pools", "/work_pools", deployments.WorkPoolsHandler,
           {"get": "Work pools and their live workers", "post": "Create a work pool"},
-          body={"post": "{\"name\", \"concurrency_limit\"?}"}),
+          body={"post": bodies.WORK_POOL}, max_body=SMALL_BODY, status={"post": (201,)}),
     Route("workers", "/workers", deployments.WorkersHandler, {"get": "Workers, with their last heartbeat"}),
     Route(f"work_pools/{NAME.format('pool')}/claim", "/work_pools/{name}/claim", deployments.ClaimHandler,
           {"post": "A worker claims due runs of the pool (each run goes to one worker)"},
-          body={"post": "{\"worker_id\", \"limit\"}"}),
+          body={"post": bodies.CLAIM}, max_body=SMALL_BODY),
     Route(f"workers/{NAME.format('worker_id')}/heartbeat", "/workers/{id}/heartbeat",
           deployments.HeartbeatHandler, {"post": "A worker is alive; answers the runs it must stop"},
-          body={"post": "{\"work_pool\", \"run_ids\": [...]}"}),
+          body={"post": bodies.HEARTBEAT}, max_body=SMALL_BODY),
     Route("events", "/events", handlers.EventsHandler, {"post": "Batched run events from clients"},
-          body={"post": "Rows per table: {\"flow_runs\": [[...]], \"task_runs\": ..., \"state_history\": ..., "
-                        "\"logs\": ..., \"cache_entries\": ...} in the column order of nbflow.store.records"}),
+          body={"post": bodies.events_schema(TABLES)}, max_body=EVENTS_BODY_LIMIT),
     Route("sql", "/sql", handlers.SqlHandler,
           {"post": "Read-only SQL over the run store; answers an Arrow IPC stream"},
-          body={"post": "{\"sql\": \"select ...\", \"params\": [...]}"}),
+          body={"post": bodies.SQL}, max_body=SMALL_BODY),
 )

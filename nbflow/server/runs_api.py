@@ -20,6 +20,8 @@ TASK_RUN_FIELDS = ("id", "flow_run_id", "task_name", "state", "state_message", "
 LOG_FIELDS = ("timestamp", "level", "level_name", "logger", "flow_run_id", "task_run_id", "message")
 _STATES = {name.lower(): name for name in STATE_TYPES}
 MAX_LIMIT = 1000
+#: the largest `offset` (DuckDB's OFFSET takes a BIGINT; no store holds this many rows).
+MAX_OFFSET = 1_000_000_000
 #: the fields of a flow run in the list route: those flow_runs holds (not the deployment's).
 _LISTED_RUN_FIELDS = tuple(f for f in FLOW_RUN_FIELDS if f in FLOW_RUN_COLUMNS)
 #: types jsonable() returns unchanged (exactly these: not numpy scalars or subclasses).
@@ -49,19 +51,19 @@ def records(frame: Any, fields: tuple[str, ...]) -> list[dict[str, Any]]:
 
 
 def page(arguments: dict[str, str], default_limit: int = 100) -> tuple[int, int]:
-    """`limit` (1..1000) and `offset` (>= 0) from the query string."""
+    """`limit` (1..1000) and `offset` (0..MAX_OFFSET) from the query string."""
     limit = _int(arguments, "limit", default_limit)
     offset = _int(arguments, "offset", 0)
     if not 1 <= limit <= MAX_LIMIT:
         raise bad_request(f"limit must be between 1 and {MAX_LIMIT}; got {limit}.", "limit")
-    if offset < 0:
-        raise bad_request(f"offset must be 0 or more; got {offset}.", "offset")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise bad_request(f"offset must be between 0 and {MAX_OFFSET}; got {offset}.", "offset")
     return limit, offset
 
 
 def _int(arguments: dict[str, str], name: str, default: int) -> int:
     raw = arguments.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         return int(raw)
@@ -152,7 +154,8 @@ def list_logs(store: Any, run_id: str, arguments: dict[str, str]) -> list[dict[s
     frame = queries.logs(store, full_id).iloc[::-1]  # list routes are newest first
     level = arguments.get("level")
     if level:
-        minimum = _LEVELS.get(level.upper()) if not level.isdigit() else int(level)
+        number = level.isascii() and level.isdigit()  # not str.isdigit alone: '²' is a digit int() refuses
+        minimum = int(level) if number else _LEVELS.get(level.upper())
         if minimum is None:
             raise bad_request(f"level must be a number such as 30 or one of {', '.join(_LEVELS)}; got {level!r}.",
                               "level")

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     import pandas
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
+#: the largest body `POST nbflow/api/events` takes; the server answers 413 above it.
+EVENTS_BODY_LIMIT = 16 * 1024 * 1024
+#: write() sends a batch in requests of at most this many bytes (after an outage a batch can be large).
+EVENTS_REQUEST_TARGET = 4 * 1024 * 1024
 
 
 class ApiStore:
@@ -37,8 +41,10 @@ class ApiStore:
         return f"ApiStore({self.url!r})"
 
     def write(self, batch: Batch) -> None:
-        body = {name: [list(row) for row in getattr(batch, name)] for name in TABLES if getattr(batch, name)}
-        self._request("POST", "nbflow/api/events", json.dumps(body, default=str).encode())
+        """Send the batch to the server, in several requests if it is large (each is written in its own
+        transaction; the store's writes are idempotent, so a batch sent again after a failure is safe)."""
+        for body in event_bodies(batch):
+            self._request("POST", "nbflow/api/events", body)
 
     def query(self, sql: str, params: list | None = None) -> "pandas.DataFrame":
         import pyarrow as pa
@@ -64,7 +70,7 @@ class ApiStore:
                 message = _error_message(exc)
                 if exc.code == 408:
                     raise QueryTimeoutError(f"The nbflow server stopped the query: {message}") from None
-                if exc.code in (400, 422):
+                if exc.code in (400, 413, 422):
                     raise StoreBatchError(f"The nbflow server refused the request: {message}") from None
                 if exc.code in (401, 403):
                     raise StoreError(f"The nbflow server at {self.url} refused the token ({exc.code}): "
@@ -79,6 +85,39 @@ class ApiStore:
                         "embedded store.") from None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def event_bodies(batch: Batch, target: int = EVENTS_REQUEST_TARGET) -> list[bytes]:
+    """The batch as `POST events` bodies of at most `target` bytes each (one body when it fits), rows
+    kept in order; a row that alone is over EVENTS_BODY_LIMIT raises StoreBatchError."""
+    tables = {name: [list(row) for row in getattr(batch, name)] for name in TABLES if getattr(batch, name)}
+    bodies: list[bytes] = []
+    todo = [tables]
+    while todo:
+        part = todo.pop()
+        body = json.dumps(part, default=str).encode()
+        if len(body) <= target:
+            bodies.append(body)
+            continue
+        rows = [(name, row) for name, table in part.items() for row in table]
+        if len(rows) == 1 and len(body) <= EVENTS_BODY_LIMIT:
+            bodies.append(body)
+        elif len(rows) == 1:
+            name, row = rows[0]
+            raise StoreBatchError(f"A {name} row is {len(body)} bytes as JSON, over the {EVENTS_BODY_LIMIT} bytes "
+                                  f"the nbflow server takes in one request (id {row[0]!r}); make it smaller "
+                                  "(e.g. log less text in one message).")
+        else:
+            middle = len(rows) // 2
+            todo += [_tables(rows[middle:]), _tables(rows[:middle])]  # popped first half first
+    return bodies
+
+
+def _tables(rows: list[tuple[str, list]]) -> dict[str, list[list]]:
+    grouped: dict[str, list[list]] = {}
+    for name, row in rows:
+        grouped.setdefault(name, []).append(row)
+    return grouped
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
