@@ -81,6 +81,8 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        #: set at interpreter exit: the writer thread stops touching the store (see at_exit).
+        self._exiting = False
         self._listeners: list[Callable[[str, Any], None]] = []
 
     # -- hot path ---------------------------------------------------------------------------
@@ -200,6 +202,8 @@ class Recorder:
         """
         write = write or self._write or _default_write
         with self._flush_lock:
+            if self._exiting and threading.current_thread() is self._thread:
+                return 0
             fresh = self.drain()
             earlier, self._pending = self._pending, Batch()
             batch = Batch()
@@ -261,9 +265,16 @@ class Recorder:
             logger.warning("nbflow could not save run records: %s", exc)
 
     def at_exit(self) -> None:
-        """Flush what is left when the interpreter exits; say clearly if that fails."""
+        """Flush what is left when the interpreter exits; say clearly if that fails.
+
+        The writer thread is a daemon: if it were inside DuckDB (which lets go of the GIL) when
+        the interpreter finalizes, CPython would end it with a forced unwind through DuckDB's
+        C++ frames and the process would abort ("terminate called without an active
+        exception"). So from here on it does not touch the store (checked under the flush lock).
+        """
         if os.getpid() != self._pid:
             return
+        self._exiting = True
         try:
             self.flush()
         except Exception as exc:  # the process is ending: report, do not raise
