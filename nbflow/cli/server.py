@@ -156,6 +156,8 @@ def repair_database(args: argparse.Namespace) -> int:
         print(_tables(copy.tables, copied=True))
         for note in copy.notes:
             print(f"Note: {note}.")
+        if copy.skipped_objects:
+            print(f"Not copied (not tables): {', '.join(copy.skipped_objects)}; the old file still has them.")
         if copy.open_error:
             print(f"Nothing could be read from the old file: {copy.open_error.rstrip('.!')}.")
         if copy.wal_error:
@@ -227,7 +229,7 @@ def _damage_summary(report: Any) -> str:
 
 
 def _losses(tables: list[Any]) -> str:
-    """What cannot be read, per table: "task_runs: 435 rows cannot be read; ..."."""
+    """What cannot be read, per table: "in task_runs, 435 of 435 rows cannot be read; in ..."."""
     parts = []
     for t in tables:
         lost = t.lost
@@ -246,9 +248,12 @@ def _rows(tables: list[Any]) -> int:
     return sum(t.rows or 0 for t in tables)
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+def _size(n: float) -> str:
+    """A file size for people: 640.0 KiB."""
+    if n < 1024:
+        return f"{int(n)} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
         n /= 1024
-    return f"{n} bytes"
+        if n < 1024 or unit == "GiB":
+            break
+    return f"{n:.1f} {unit}"
