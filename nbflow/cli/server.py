@@ -122,6 +122,8 @@ def check_database(args: argparse.Namespace) -> int:
     if report.locked:
         raise CommandError(f"Cannot check the run store {path}: another process holds it "
                            f"({report.locked}). Stop that process (or the nbflow server), then check again.")
+    if report.failure:
+        raise CommandError(f"Checking the run store {path} failed: {report.failure}")
     print(_describe(report))
     if report.tables:
         print(_tables(report.tables, copied=False))

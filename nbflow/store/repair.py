@@ -79,19 +79,20 @@ class StoreReport:
     tables: list[TableReport] = field(default_factory=list)
     skipped_objects: list[str] = field(default_factory=list)  #: views etc., not copied
     note: dict | None = None  #: nbflow's note that it found the store damaged (see damage.py)
+    failure: str | None = None  #: the reading (or copying) itself failed; nothing was changed
     notes: list[str] = field(default_factory=list)  #: anything else worth saying
 
     @property
     def healthy(self) -> bool:
         """Every row of every table reads back, with the WAL."""
         return (self.exists and self.open_error is None and self.wal_error is None
-                and self.locked is None and all(t.intact for t in self.tables))
+                and self.locked is None and self.failure is None and all(t.intact for t in self.tables))
 
     @property
     def file_intact(self) -> bool:
         """The store file itself reads back whole (its WAL may be damaged)."""
         return (self.exists and self.open_error is None and self.locked is None
-                and all(t.intact for t in self.tables))
+                and self.failure is None and all(t.intact for t in self.tables))
 
 
 @dataclass
@@ -152,7 +153,8 @@ def repair(path: Path, force: bool = False) -> RepairReport:
                                f"stop it, then run `nbflow server database repair` again.")
     if "swapped" not in copied.notes:
         raise StoreError(f"Repairing the run store {path} failed before the new file replaced it: "
-                         f"{'; '.join(copied.notes) or 'the copy stopped'}. Nothing was changed.")
+                         f"{copied.failure or 'the copy stopped'}. Nothing was changed; a full disk "
+                         f"needs room for a copy of the store beside it.")
     copied.notes.remove("swapped")
     had_wal = found.wal_size is not None
     return RepairReport("copied", found, copied, backup=backup,
@@ -220,17 +222,19 @@ def _child_read(path: Path, into: Path | None, backup: Path | None = None) -> St
         proc = subprocess.CompletedProcess(argv, child.returncode, stdout, stderr)
         events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         attempt = _assemble(path, events, report)
+        attempt.tables = sorted(attempt.tables + crashed, key=lambda t: t.name)
         if proc.returncode == 0 or any(e["event"] == "done" for e in events):
-            attempt.tables = sorted(attempt.tables + crashed, key=lambda t: t.name)
+            return attempt
+        if proc.returncode > 0:  # it failed, it did not crash: say so, and change nothing
+            last = (proc.stderr.strip().splitlines() or [""])[-1]
+            attempt.failure = attempt.failure or last or f"exit code {proc.returncode}"
             return attempt
         started = [e["name"] for e in events if e["event"] == "table_start"]
         finished = {e["name"] for e in events if e["event"] == "table"}
-        signal = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+        signal = f"signal {-proc.returncode}"
         stuck = [name for name in started if name not in finished]
         if not stuck:  # it died opening the store, or between tables
-            last = (proc.stderr.strip().splitlines() or [""])[-1]
-            attempt.open_error = attempt.open_error or f"DuckDB stopped reading it ({signal}) {last}".strip()
-            attempt.tables = sorted(attempt.tables + crashed, key=lambda t: t.name)
+            attempt.open_error = attempt.open_error or f"DuckDB crashed opening it ({signal})"
             return attempt
         skip.append(stuck[0])
         crashed.append(TableReport(stuck[0], error=f"DuckDB crashed reading it ({signal})", crashed=True))
@@ -252,6 +256,8 @@ def _assemble(path: Path, events: list[dict], base: StoreReport) -> StoreReport:
                 lost_columns=e.get("lost_columns", []), error=e.get("error")))
         elif kind == "note":
             report.notes.append(e["text"])
+        elif kind == "fatal":
+            report.failure = e["message"]
     return report
 
 
@@ -363,6 +369,10 @@ def _read_store(path: Path, into: Path | None, backup: Path | None, skip: set[st
     con.close()
 
 
+class _CopyFailed(Exception):
+    """Writing the new file failed (a full disk): the repair stops and changes nothing."""
+
+
 def _read_table(con: Any, name: str, create_sql: str | None) -> dict:
     """Read (and with `create_sql`, copy into `fresh`) every row of src.main.<name> that reads."""
     import duckdb
@@ -383,15 +393,25 @@ def _read_table(con: Any, name: str, create_sql: str | None) -> dict:
         out["rows"] = None
         out["error"] = " ".join(str(exc).split())
 
-    def move(where: str, readable: list[str]) -> int:
-        """Read (copy) the rows `where` selects; columns not in `readable` become NULL."""
-        exprs = [_quote(c) if c in readable else "NULL" for c in columns]
-        if create_sql is not None:
-            cols = ", ".join(map(_quote, columns))
-            return con.execute(f"INSERT INTO main.{_quote(name)} ({cols}) SELECT {', '.join(exprs)} "
-                               f"FROM {table} WHERE {where}").fetchone()[0]
+    def read(where: str, readable: list[str]) -> int:
         hashes = "".join(f", bit_xor(hash({_quote(c)}))" for c in readable)
         return con.execute(f"SELECT count(*){hashes} FROM {table} WHERE {where}").fetchone()[0]
+
+    def move(where: str, readable: list[str]) -> int:
+        """Read (copy) the rows `where` selects; columns not in `readable` become NULL.
+
+        Raises duckdb.Error when reading fails, _CopyFailed when writing the new file does.
+        """
+        if create_sql is None:
+            return read(where, readable)
+        exprs = [_quote(c) if c in readable else "NULL" for c in columns]
+        cols = ", ".join(map(_quote, columns))
+        try:
+            return con.execute(f"INSERT INTO main.{_quote(name)} ({cols}) SELECT {', '.join(exprs)} "
+                               f"FROM {table} WHERE {where}").fetchone()[0]
+        except duckdb.Error as exc:
+            read(where, readable)  # raises if reading is what failed
+            raise _CopyFailed(f"writing {name} into the new file failed: {' '.join(str(exc).split())}") from exc
 
     try:
         out["read"] = move("TRUE", columns)
@@ -481,7 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backup", type=Path)
     parser.add_argument("--skip", action="append", default=[])
     args = parser.parse_args(argv)
-    _read_store(args.store, args.into, args.backup, set(args.skip))
+    try:
+        _read_store(args.store, args.into, args.backup, set(args.skip))
+    except Exception as exc:  # not a crash: the parent reports it and changes nothing
+        said = " ".join(str(exc).split())
+        _emit("fatal", message=said if isinstance(exc, _CopyFailed) else f"{type(exc).__name__}: {said}")
+        return 3
     return 0
 
 

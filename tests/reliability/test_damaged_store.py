@@ -439,6 +439,23 @@ def test_check_and_repair_copy_every_readable_row_and_keep_the_damaged_file(
     assert _nbflow(home, "flow-run", "inspect", pristine.run_ids[0]).returncode == 0
 
 
+def test_repair_on_a_full_disk_changes_nothing(pristine: Pristine, small_disk: Path) -> None:
+    home = _home(small_disk, "home", pristine.main)
+    store = home / "nbflow.duckdb"
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"x" * max(free - len(pristine.main) // 3, 0))  # no room for a copy
+
+    repaired = _nbflow(home, "server", "database", "repair", "--force")
+
+    assert repaired.returncode == 1, repaired.stdout
+    message = repaired.stderr.strip()
+    assert "failed before the new file replaced it" in message and "Nothing was changed" in message, message
+    assert "Traceback" not in message and "\n" not in message
+    assert store.read_bytes() == pristine.main
+    assert sorted(p.name for p in home.iterdir()) == ["nbflow.duckdb"]
+
+
 @pytest.mark.parametrize("content", [b"", b"PAR1 this is no database\n" * 4000], ids=["empty", "not-duckdb"])
 def test_repair_sets_aside_a_file_that_is_no_store_and_starts_a_new_one(content: bytes, tmp_path: Path) -> None:
     home = _home(tmp_path, "home", content)
