@@ -31,6 +31,8 @@ from typing import Any, Iterator
 
 from nbflow.errors import StoreError, StoreLockedError
 from nbflow.store import damage
+from nbflow.store.liveness import is_process_alive
+from nbflow.store.server_info import RUNTIME_FILE
 
 #: row ids read in one statement once a table fails to read whole.
 RANGE = 2048
@@ -130,6 +132,8 @@ def repair(path: Path, force: bool = False) -> RepairReport:
                                f"stop it, then run `nbflow server database repair` again.")
     if not found.exists:
         return RepairReport("untouched", found)
+    if found.failure:
+        raise StoreError(f"Reading the run store {path} failed: {found.failure}. Nothing was changed.")
     if found.healthy and not force:
         if found.note is None:
             return RepairReport("untouched", found)
@@ -163,9 +167,6 @@ def repair(path: Path, force: bool = False) -> RepairReport:
 
 def _refuse_live_server(path: Path) -> None:
     """Raise StoreLockedError when the runtime file beside the store names a live server."""
-    from nbflow.store.liveness import is_process_alive
-    from nbflow.store.server_info import RUNTIME_FILE
-
     try:
         data = json.loads((path.parent / RUNTIME_FILE).read_text())
     except (OSError, ValueError):
