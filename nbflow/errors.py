@@ -57,11 +57,16 @@ class StoreBatchError(StoreError):
 
 
 class StoreCorruptedError(StoreError):
-    """The store file is damaged or is not a DuckDB database."""
+    """The store file or its write-ahead log is damaged, or the file is not a DuckDB database."""
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(self, message: str, *, path: str | None = None, wal: str | None = None,
+                 detail: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+        #: the damaged write-ahead log when only the log is damaged (the store file is fine).
+        self.wal = wal
+        #: DuckDB's own words about the damage.
+        self.detail = detail
 
 
 class SchemaVersionError(StoreError):

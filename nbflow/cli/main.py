@@ -56,10 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except OSError as exc:  # e.g. NBFLOW_HOME not writable
         return _fail(str(exc), EXIT_FAILURE)
+    except Exception as exc:
+        if not _from_duckdb(exc):
+            raise  # a bug in nbflow: its traceback is what a report needs
+        return _fail(f"The run store failed: {type(exc).__name__}: {exc}", EXIT_FAILURE)
     except SystemExit as exc:  # --help and --version exit through argparse
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
         return _fail(str(exc.code), EXIT_FAILURE)
+
+
+def _from_duckdb(exc: BaseException) -> bool:
+    """Whether `exc` is a DuckDB error that reached the command unexplained (without importing duckdb)."""
+    return any(cls.__module__.split(".")[0] in ("duckdb", "_duckdb") for cls in type(exc).__mro__)
 
 
 def _fail(message: str, exit_code: int) -> int:

@@ -81,6 +81,8 @@ class Recorder:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
+        #: set at interpreter exit: the writer thread stops touching the store (see _stop_writer).
+        self._exiting = False
         self._listeners: list[Callable[[str, Any], None]] = []
 
     # -- hot path ---------------------------------------------------------------------------
@@ -163,9 +165,11 @@ class Recorder:
             self._thread.start()
 
     def _loop(self) -> None:
-        while True:
+        while not self._exiting:
             self._wake.wait(settings.flush_interval())
             self._wake.clear()
+            if self._exiting:
+                return
             try:
                 self.flush()
             except StoreError as exc:
@@ -200,6 +204,8 @@ class Recorder:
         """
         write = write or self._write or _default_write
         with self._flush_lock:
+            if self._exiting and threading.current_thread() is self._thread:
+                return 0
             fresh = self.drain()
             earlier, self._pending = self._pending, Batch()
             batch = Batch()
@@ -253,6 +259,22 @@ class Recorder:
                      "will not be retried; later records are saved as usual.",
                      len(batch), path, type(exc).__name__, exc)
 
+    def _stop_writer(self) -> None:
+        """Stop the writer thread and wait until it has left the store code.
+
+        It is a daemon thread. Were it inside DuckDB when the interpreter finalizes (in a call,
+        or freeing a connection that a failed write's traceback still holds), DuckDB would give
+        up the GIL, CPython would end the thread with a forced unwind through DuckDB's C++
+        frames, and the process would abort ("terminate called without an active exception").
+        A write to a store that keeps failing (damaged, locked) made that happen in about half
+        the runs. Waiting for it costs at most the write under way, as the flush lock did.
+        """
+        self._exiting = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(settings.store_lock_timeout() + 5.0)
+
     def flush_quietly(self) -> None:
         """Flush, logging instead of raising on failure (used when switching homes)."""
         try:
@@ -261,9 +283,10 @@ class Recorder:
             logger.warning("nbflow could not save run records: %s", exc)
 
     def at_exit(self) -> None:
-        """Flush what is left when the interpreter exits; say clearly if that fails."""
+        """Stop the writer thread, flush what is left; say clearly if that fails."""
         if os.getpid() != self._pid:
             return
+        self._stop_writer()
         try:
             self.flush()
         except Exception as exc:  # the process is ending: report, do not raise

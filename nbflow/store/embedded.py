@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from nbflow import settings
 from nbflow.errors import QueryTimeoutError, StoreBatchError, StoreCorruptedError, StoreError, StoreLockedError
-from nbflow.store import records, schema
+from nbflow.store import damage, records, schema
 from nbflow.store.liveness import is_process_alive
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ HELD_CRASH_CHECK_S = 2.0
 _LOCK_CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 #: other wordings of "another process holds the file" (Windows, or a lock without a holder).
 _LOCK_PHRASES = ("could not set lock on file", "being used by another process")
-#: phrases of DuckDB errors that mean the file is damaged (a checksum fails when a block is read).
-_CORRUPTION = ("checksum", "corrupt", "not a valid duckdb database", "invalid block")
 _HOST = socket.gethostname()
 
 #: tables upserted by key (the latest snapshot wins); the others are append-only.
@@ -272,8 +270,9 @@ class EmbeddedStore:
                 else:
                     with contextlib.suppress(duckdb.Error):
                         con.close()
-            for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+            for p in (self.path, damage.wal_path(self.path)):
                 p.unlink(missing_ok=True)
+            damage.forget(self.path)
 
     # -- opening --------------------------------------------------------------------------
 
@@ -325,13 +324,39 @@ class EmbeddedStore:
                 except duckdb.Error as exc:  # the first query: a damaged file fails here
                     raise self._open_error(exc) from exc
                 yield con
-            finally:
-                try:
-                    con.close()
-                except duckdb.Error as exc:
-                    # Close checkpoints the WAL; committed data is already durable in the WAL.
-                    logger.warning("Closing the run store %s failed (data is safe in its WAL): %s",
-                                   self.path, exc)
+            except BaseException as exc:
+                found = isinstance(exc, StoreCorruptedError) and exc.wal is None
+                if found:  # later opens refuse the file, also where they would not meet the damage
+                    damage.remember(self.path, exc)
+                self._close(con, damaged=found)
+                raise
+            failure = self._close(con, damaged=False)
+            if failure is not None:
+                damage.remember(self.path, failure)
+                raise failure
+
+    def _close(self, con: Any, damaged: bool) -> StoreCorruptedError | None:
+        """Close `con`; return the damage its checkpoint met, log any other failure.
+
+        Closing checkpoints: it writes what was committed from the WAL into the file. A file
+        known `damaged` is closed without that, so no block of it is rewritten; what was
+        committed stays in the WAL, where `nbflow server database repair` reads it.
+        """
+        import duckdb
+
+        if damaged:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("PRAGMA disable_checkpoint_on_shutdown")
+        try:
+            con.close()
+        except duckdb.Error as exc:
+            failure = self._classify(exc)
+            if isinstance(failure, StoreCorruptedError):
+                return failure
+            # Committed data is already durable in the WAL; the next close checkpoints it.
+            logger.warning("Closing the run store %s failed (data is safe in its WAL): %s",
+                           self.path, exc)
+        return None
 
     def _cursor(self) -> Any:
         """A cursor of the held connection, registered so that release() can interrupt it."""
@@ -362,6 +387,9 @@ class EmbeddedStore:
         holds the file, until `deadline` (time.monotonic())."""
         import duckdb
 
+        noted = damage.recall(self.path)
+        if noted is not None:
+            raise noted
         self.path.parent.mkdir(parents=True, exist_ok=True)
         delay = BACKOFF_START_S
         while True:
@@ -380,9 +408,11 @@ class EmbeddedStore:
                 delay = min(delay * 2, BACKOFF_CAP_S)
 
     def _being_created(self, message: str) -> bool:
-        """Whether "not a valid DuckDB database" may only mean another process is creating the file
-        right now (its header not written yet): true for a file changed in the last NEW_FILE_S."""
-        if "not a valid duckdb database" not in message.lower():
+        """Whether "not a valid DuckDB database" or a short read may only mean another process is
+        creating the file right now (its header not all written yet): true for a file changed in
+        the last NEW_FILE_S."""
+        lowered = message.lower()
+        if "not a valid duckdb database" not in lowered and "could not read enough bytes" not in lowered:
             return False
         try:
             return time.time() - self.path.stat().st_mtime < NEW_FILE_S
@@ -431,7 +461,7 @@ class EmbeddedStore:
                 f"nbflow may not write the run store {self.path}: {message}. Fix the file's "
                 f"permissions, or set NBFLOW_HOME to a directory you can write."
             )
-        if any(marker in lowered for marker in _CORRUPTION):
+        if damage.is_damage(message, self.path):
             return self._corrupted(message)
         return None
 
@@ -450,12 +480,8 @@ class EmbeddedStore:
         )
 
     def _corrupted(self, message: str) -> StoreCorruptedError:
-        return StoreCorruptedError(
-            f"The run store {self.path} is damaged or is not a DuckDB database ({message}). "
-            f"Move it aside (mv {self.path} {self.path}.broken) to start a fresh store, or run "
-            f"`nbflow server database reset --yes` to delete it and start afresh.",
-            path=str(self.path),
-        )
+        """The damage error for DuckDB's `message`, with the advice that fits (see damage.error)."""
+        return damage.error(self.path, message)
 
     def _failure(self, exc: BaseException, doing: str) -> BaseException:
         """The exception to raise after a rolled-back transaction."""

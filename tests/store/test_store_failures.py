@@ -28,8 +28,8 @@ def test_random_bytes_are_not_a_store(tmp_path: Path, rows) -> None:
 
     assert info.value.path == str(path)
     message = str(info.value)
-    assert str(path) in message and "Move it aside" in message
-    assert "nbflow server database reset --yes" in message
+    assert str(path) in message and "not a DuckDB database" in message
+    assert "nbflow server database repair" in message and "nbflow server database reset --yes" in message
     assert path.read_bytes() == original  # nothing written into it
     with pytest.raises(StoreCorruptedError):
         store.query("SELECT 1")
@@ -70,7 +70,7 @@ def test_flipped_bytes_in_a_real_store_are_reported(tmp_path: Path, rows) -> Non
         store.query("SELECT * FROM flow_runs")
 
     assert info.value.path == str(path)
-    assert str(path) in str(info.value) and "Move it aside" in str(info.value)
+    assert str(path) in str(info.value) and "nbflow server database repair" in str(info.value)
     with pytest.raises(StoreCorruptedError):
         store.write(records.Batch(flow_runs=[rows.flow_run(uuid.uuid4().hex) for _ in range(10)]))
 
