@@ -56,6 +56,9 @@ _HOST = socket.gethostname()
 
 #: tables upserted by key (the latest snapshot wins); the others are append-only.
 _UPSERT = {"flow_runs", "task_runs", "cache_entries"}
+#: snapshot tables of runs: an older unfinished snapshot never replaces a finished one.
+_RUN_TABLES = {"flow_runs", "task_runs"}
+_FINAL_TYPES = "('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')"
 #: DuckDB errors of a write that are not the batch's fault: retrying the same batch later may
 #: work (with the disk, permission and corruption errors that _classify recognises).
 _NOT_THE_BATCH = ("IOException", "OutOfMemoryException", "InterruptException",
@@ -544,7 +547,10 @@ def _column(table: str, column: str, values: list) -> Any:
 def _insert(con: Any, name: str, table: Any) -> None:
     """Add a deduplicated batch table idempotently, without relying on a key or index.
 
-    Snapshot tables: delete the stored rows with the batch's keys, then insert (an upsert).
+    Snapshot tables: delete the stored rows with the batch's keys, then insert (an upsert). A
+    run's stored final snapshot stays when the batch brings an unfinished one that is not newer:
+    batches can arrive late or out of order (a spool file sent later, a request that a stopped
+    server answers after the client gave up and spooled it).
     Append-only tables: insert the rows whose (run_id, seq) is not stored yet; only the stored
     rows of the batch's run_ids are compared (a semi-join, then an anti-join).
     """
@@ -553,7 +559,16 @@ def _insert(con: Any, name: str, table: Any) -> None:
     key = schema.KEYS[name]
     con.register(view, table)
     try:
-        if name in _UPSERT:
+        if name in _RUN_TABLES:
+            b_cols = ", ".join(f'b."{c}"' for c in table.column_names)
+            con.execute(
+                f"DELETE FROM {name} USING {view} b WHERE {name}.id = b.id AND NOT "
+                f"({name}.state_type IN {_FINAL_TYPES} AND b.state_type NOT IN {_FINAL_TYPES} "
+                f"AND coalesce(b.updated <= {name}.updated, false))")
+            con.execute(
+                f"INSERT INTO {name} ({cols}) SELECT {b_cols} FROM {view} b ANTI JOIN "
+                f"(SELECT id FROM {name} WHERE id IN (SELECT id FROM {view})) s ON s.id = b.id")
+        elif name in _UPSERT:
             (k,) = key
             con.execute(f'DELETE FROM {name} WHERE "{k}" IN (SELECT "{k}" FROM {view})')
             con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")
