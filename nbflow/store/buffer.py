@@ -357,9 +357,9 @@ def _task_run_row(r: Any, now: float) -> tuple:
 
 
 def _default_write(batch: Batch) -> None:
-    from nbflow.store.backend import current_store
+    from nbflow.store import backend
 
-    current_store().write(batch)
+    backend.write(batch)
 
 
 #: The process-wide recorder the engine writes to.

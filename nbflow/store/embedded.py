@@ -22,9 +22,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from nbflow.errors import StoreBatchError, StoreCorruptedError, StoreError, StoreLockedError
+from nbflow.errors import (StoreBatchError, StoreCorruptedError, StoreError, StoreHeldByServerError,
+                           StoreLockedError)
 from nbflow.store import records, schema
-from nbflow.store.liveness import is_process_alive
+from nbflow.store.liveness import is_process_alive, process_command
+from nbflow.store.server_info import RUNTIME_FILE, ServerInfo, advertised_server
 
 if TYPE_CHECKING:
     import pandas
@@ -59,6 +61,9 @@ _UPSERT = {"flow_runs", "task_runs", "cache_entries"}
 #: snapshot tables of runs: an older unfinished snapshot never replaces a finished one.
 _RUN_TABLES = {"flow_runs", "task_runs"}
 _FINAL_TYPES = "('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')"
+#: command lines of nbflow servers (standalone, or the extension in a Jupyter server); not kernels.
+_SERVER_COMMANDS = ("nbflow server", "jupyter-lab", "jupyter lab", "jupyterlab", "jupyter-server",
+                    "jupyter server", "jupyter_server", "jupyter-notebook", "jupyter notebook")
 #: DuckDB errors of a write that are not the batch's fault: retrying the same batch later may
 #: work (with the disk, permission and corruption errors that _classify recognises).
 _NOT_THE_BATCH = ("IOException", "OutOfMemoryException", "InterruptException",
@@ -281,9 +286,10 @@ class EmbeddedStore:
                 if conflict is None and not any(p in message.lower() for p in _LOCK_PHRASES) \
                         and not self._being_created(message):
                     raise self._open_error(exc) from exc
+                server = self._server_holding(conflict)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._locked(conflict) from None
+                if remaining <= 0 or server is not None:
+                    raise self._locked(conflict, server) from None
                 time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
                 delay = min(delay * 2, BACKOFF_CAP_S)
 
@@ -299,8 +305,32 @@ class EmbeddedStore:
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _locked(self, conflict: re.Match | None) -> StoreLockedError:
+    def _server_holding(self, conflict: re.Match | None) -> ServerInfo | None:
+        """The live nbflow server advertised in this store's home when it is the lock holder."""
+        if conflict is None:
+            return None
+        return advertised_server(int(conflict["pid"]), self.path.parent)
+
+    def _locked(self, conflict: re.Match | None, server: ServerInfo | None = None) -> StoreLockedError:
         pid = int(conflict["pid"]) if conflict else None
+        if server is not None and pid is not None:
+            return StoreHeldByServerError(
+                f"The run store {self.path} is held by the running nbflow server at {server.url} "
+                f"(PID {pid}). Processes share the store through that server: reach it with "
+                f"NBFLOW_API_URL={server.url} and NBFLOW_API_TOKEN (its token is in "
+                f"{self.path.parent / RUNTIME_FILE}; NBFLOW_SERVER=off prevents this), or stop it "
+                f"(kill {pid}) before opening the file directly.",
+                pid=pid, url=server.url, token=server.token,
+            )
+        command = process_command(pid) if pid else ""
+        if "ipykernel" not in command and any(name in command for name in _SERVER_COMMANDS):
+            return StoreLockedError(
+                f"The run store {self.path} is held by an nbflow server (PID {pid}, {command[:80]}) "
+                f"that does not advertise itself in {self.path.parent / RUNTIME_FILE}: it is starting "
+                f"or stopping, or it runs with another NBFLOW_HOME. Wait for it, or set "
+                f"NBFLOW_API_URL and NBFLOW_API_TOKEN to the URL and token it printed at start.",
+                pid=pid,
+            )
         holder = f"PID {pid}, {conflict['program']}" if conflict else "its PID unknown"
         stop = f"kill {pid}" if pid else f"find it with `lsof {self.path}`"
         return StoreLockedError(
