@@ -20,8 +20,9 @@ def flush() -> int:
 
 
 def _read(query: Callable[[Any], T]) -> T:
-    """`query(store)` after writing this process's buffered events, on the store to use now."""
-    recorder.flush()
+    """`query(store)` after writing this process's buffered events (and spooled ones), on the
+    store to use now."""
+    recorder.send_spooled()
     return using_store(query)
 
 

@@ -71,3 +71,9 @@ def worker_poll_seconds() -> float:
 def heartbeat_timeout() -> float:
     """Seconds without a heartbeat after which a worker's runs are Crashed (NBFLOW_HEARTBEAT_TIMEOUT, 60)."""
     return _float_env("NBFLOW_HEARTBEAT_TIMEOUT", 60.0)
+
+
+def exit_flush_seconds() -> float:
+    """How long a process's exit waits for an unreachable store before it spools its unsaved run
+    records to a file instead (NBFLOW_EXIT_TIMEOUT, default 5)."""
+    return max(_float_env("NBFLOW_EXIT_TIMEOUT", 5.0), 0.0)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from nbflow.errors import (StoreBatchError, StoreCorruptedError, StoreError, StoreHeldByServerError,
                            StoreLockedError)
-from nbflow.store import records, schema
+from nbflow.store import records, schema, started
 from nbflow.store.liveness import is_process_alive, process_command
 from nbflow.store.server_info import RUNTIME_FILE, ServerInfo, advertised_server
 
@@ -61,6 +61,8 @@ _UPSERT = {"flow_runs", "task_runs", "cache_entries"}
 #: snapshot tables of runs: an older unfinished snapshot never replaces a finished one.
 _RUN_TABLES = {"flow_runs", "task_runs"}
 _FINAL_TYPES = "('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')"
+_START = records.FLOW_RUN_COLUMNS.index("start_time")
+_CREATED = records.FLOW_RUN_COLUMNS.index("created")
 #: command lines of nbflow servers (standalone, or the extension in a Jupyter server); not kernels.
 _SERVER_COMMANDS = ("nbflow server", "jupyter-lab", "jupyter lab", "jupyterlab", "jupyter-server",
                     "jupyter server", "jupyter_server", "jupyter-notebook", "jupyter notebook")
@@ -167,6 +169,13 @@ class EmbeddedStore:
         """
         with self._connect() as con, self._transaction(con, doing):
             yield con
+
+    def sweep(self) -> int:
+        """Mark Crashed the runs of dead processes of this host now, also those started but never
+        saved (from their start logs, see started.py); return how many flow runs. The server
+        calls it every scheduler pass, for processes that send their runs over HTTP too."""
+        with self._connect() as con, self._transaction(con, "update crashed runs in"):
+            return self._mark_crashed(con, force=True)
 
     def hold(self) -> None:
         """Keep the file open from now on: the server owns it, and skips ~20-35 ms of open and
@@ -408,79 +417,144 @@ class EmbeddedStore:
 
     # -- crash detection ------------------------------------------------------------------
 
-    def _mark_crashed(self, con: Any) -> int:
+    def _mark_crashed(self, con: Any, force: bool = False) -> int:
         """Mark Crashed the unfinished runs of this host whose process is gone; return how many.
 
-        Runs inside the caller's transaction. When every owner is alive it costs one scan of
-        flow_runs' state_type column (~0.3 ms for 100k runs). A held file is checked at most
-        every few seconds.
+        Runs inside the caller's transaction. First the flow runs that dead processes started but
+        never saved become runs (from their start logs, see started.py); then every unfinished run
+        of a dead process ends Crashed when its process was last seen alive, not now. When every
+        owner is alive it costs one scan of flow_runs' state_type column (~0.3 ms for 100k runs)
+        and one listing of the processes folder. A held file is checked at most every few seconds
+        unless `force`.
         """
-        if self._held is not None:
+        if self._held is not None and not force:
             now = time.monotonic()
             if now < self._next_crash_check:
                 return 0
             self._next_crash_check = now + HELD_CRASH_CHECK_S
+        home = self.path.parent
+        gone = started.dead_logs(home, _HOST, _alive)
+        busy = self._save_started(con, gone) if gone else set()
         candidates = con.execute(
             "SELECT id, pid, process_start, epoch(start_time) FROM flow_runs "
             "WHERE state_type IN ('RUNNING', 'PENDING') AND host = ? AND pid IS NOT NULL",
             [_HOST],
         ).fetchall()
         dead = [row for row in candidates if not _alive(row[1], row[2])]
+        for log, pid, _ in gone:
+            # A log is kept while its process has runs to settle: its mtime dates their crash.
+            if log not in busy and not any(row[1] == pid for row in dead):
+                log.unlink(missing_ok=True)
         if not dead:
             return 0
+        self._crash(con, dead, home)
+        logger.info("Marked %d flow runs of dead processes on %s as Crashed", len(dead), _HOST)
+        return len(dead)
+
+    def _save_started(self, con: Any, gone: list[tuple[Path, int, float]]) -> set[Path]:
+        """Store the flow runs that dead processes started but never saved (from their start
+        logs, see started.py); return the logs to keep until those runs are committed."""
+        logs = [(log, started.read_log(log)) for log, _, _ in gone]
+        ids = [row["id"] for _, rows in logs for row in rows]
+        if not ids:
+            return set()
+        stored = {r[0] for r in con.execute("SELECT id FROM flow_runs WHERE list_contains(?, id)", [ids]).fetchall()}
+        busy, new = set(), {}
+        for log, rows in logs:
+            for row in rows:
+                if row["id"] not in stored:
+                    busy.add(log)
+                    values = [row.get(c) for c in records.FLOW_RUN_COLUMNS]
+                    values[_START] = values[_START] or values[_CREATED]  # it was just starting
+                    new[row["id"]] = tuple(values)
+        if new:
+            try:
+                _insert(con, "flow_runs", _rows_to_table("flow_runs", records.FLOW_RUN_COLUMNS, list(new.values())))
+            except StoreBatchError as exc:  # a log this version cannot read: drop it, go on
+                logger.warning("Dropped the start logs %s of dead processes: their runs cannot be "
+                               "stored: %s", ", ".join(str(log) for log in busy), exc)
+                return set()
+        return busy
+
+    def _crash(self, con: Any, dead: list[tuple], home: Path) -> None:
+        """Mark the flow runs `dead` (id, pid, process_start, start epoch) and their unfinished task
+        runs Crashed, ending when their process was last seen alive."""
         import pyarrow as pa
 
         now = time.time()
         now_ts = _timestamp(now)
+        seen = _last_seen(con, dead, home)
+        ends = [min(max(seen.get(r[0]) or now, r[3] or 0.0), now) for r in dead]
         flows = pa.table({
             "id": [r[0] for r in dead],
             "message": [f"Process {r[1]} on {_HOST} exited before the run finished" for r in dead],
-            "duration_s": [None if r[3] is None else max(now - r[3], 0.0) for r in dead],
+            "end_time": pa.array([_timestamp(e) for e in ends], pa.timestamp("us")),
+            "duration_s": [None if r[3] is None else max(e - r[3], 0.0) for r, e in zip(dead, ends)],
         })
         con.register("nbflow_dead_flow_runs", flows)
         try:
             tasks = con.execute(
-                "SELECT t.id, d.message FROM task_runs t JOIN nbflow_dead_flow_runs d "
+                "SELECT t.id, d.message, greatest(d.end_time, coalesce(t.start_time, d.end_time)) "
+                "FROM task_runs t JOIN nbflow_dead_flow_runs d "
                 "ON t.flow_run_id = d.id WHERE t.state_type IN ('RUNNING', 'PENDING')"
             ).fetchall()
             con.execute(
                 "UPDATE flow_runs SET state = 'Crashed', state_type = 'CRASHED', "
-                "state_message = d.message, end_time = ?, duration_s = d.duration_s, updated = ? "
+                "state_message = d.message, end_time = d.end_time, duration_s = d.duration_s, updated = ? "
                 "FROM nbflow_dead_flow_runs d WHERE flow_runs.id = d.id",
-                [now_ts, now_ts],
+                [now_ts],
             )
             crashed = pa.table({
                 "id": [r[0] for r in dead] + [t[0] for t in tasks],
                 "run_kind": ["flow"] * len(dead) + ["task"] * len(tasks),
                 "message": flows.column("message").to_pylist() + [t[1] for t in tasks],
+                "end_time": pa.array([_timestamp(e) for e in ends] + [t[2] for t in tasks], pa.timestamp("us")),
             })
             con.register("nbflow_crashed_runs", crashed)
             if tasks:
                 con.execute(
                     "UPDATE task_runs SET state = 'Crashed', state_type = 'CRASHED', "
-                    "state_message = c.message, end_time = ?, "
+                    "state_message = c.message, end_time = c.end_time, "
                     "duration_s = CASE WHEN start_time IS NULL THEN NULL "
-                    "ELSE greatest(epoch(?::TIMESTAMP) - epoch(start_time), 0) END, updated = ? "
+                    "ELSE greatest(epoch(c.end_time) - epoch(start_time), 0) END, updated = ? "
                     "FROM nbflow_crashed_runs c WHERE task_runs.id = c.id AND c.run_kind = 'task'",
-                    [now_ts, now_ts, now_ts],
+                    [now_ts],
                 )
             # Unique without a key: seq is one past the run's last, and we hold the file.
             con.execute(
                 "INSERT INTO state_history "
                 "(run_id, seq, run_kind, state, state_type, message, timestamp) "
                 "SELECT c.id, coalesce(h.last_seq, 0) + 1, c.run_kind, 'Crashed', 'CRASHED', "
-                "c.message, ? FROM nbflow_crashed_runs c LEFT JOIN "
+                "c.message, c.end_time FROM nbflow_crashed_runs c LEFT JOIN "
                 "(SELECT run_id, max(seq) AS last_seq FROM state_history "
                 " WHERE run_id IN (SELECT id FROM nbflow_crashed_runs) GROUP BY run_id) h "
                 "ON h.run_id = c.id",
-                [now_ts],
             )
         finally:
             for view in ("nbflow_dead_flow_runs", "nbflow_crashed_runs"):
                 with contextlib.suppress(Exception):
                     con.unregister(view)
-        logger.info("Marked %d flow runs of dead processes on %s as Crashed", len(dead), _HOST)
-        return len(dead)
+
+
+def _last_seen(con: Any, dead: list[tuple], home: Path) -> dict[str, float]:
+    """When the process of each dead flow run was last seen alive, by flow run id (epoch s).
+
+    The latest of: its process folder's mtime (touched every couple of seconds), the last
+    snapshot of any of its process's runs that it saved, and the last of the run's task runs.
+    """
+    processes = {(r[1], r[2]) for r in dead}
+    seen = {key: started.last_seen(home, _HOST, key[0], key[1]) or 0.0 for key in processes}
+    for pid, process_start, updated in con.execute(
+            "SELECT pid, process_start, max(epoch(updated)) FROM flow_runs WHERE host = ? "
+            "AND list_contains(?, pid) AND state_type <> 'CRASHED' GROUP BY pid, process_start",
+            [_HOST, sorted({r[1] for r in dead})]).fetchall():
+        key = (pid, process_start)
+        if key in seen and updated is not None:
+            seen[key] = max(seen[key], updated)
+    tasks = dict(con.execute(
+        "SELECT flow_run_id, max(epoch(updated)) FROM task_runs WHERE list_contains(?, flow_run_id) "
+        "GROUP BY flow_run_id", [[r[0] for r in dead]]).fetchall())
+    return {r[0]: max(seen[(r[1], r[2])], tasks.get(r[0]) or 0.0) for r in dead}
 
 
 def _alive(pid: int, process_start: float | None) -> bool:
