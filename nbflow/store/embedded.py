@@ -60,7 +60,7 @@ _HOST = socket.gethostname()
 _UPSERT = {"flow_runs", "task_runs", "cache_entries"}
 #: snapshot tables of runs: an older unfinished snapshot never replaces a finished one.
 _RUN_TABLES = {"flow_runs", "task_runs"}
-_FINAL_TYPES = "('COMPLETED', 'FAILED', 'CRASHED', 'CANCELLED')"
+_FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 _START = records.FLOW_RUN_COLUMNS.index("start_time")
 _CREATED = records.FLOW_RUN_COLUMNS.index("created")
 #: command lines of nbflow servers (standalone, or the extension in a Jupyter server); not kernels.
@@ -648,6 +648,24 @@ def _column(table: str, column: str, values: list) -> Any:
         ) from exc
 
 
+def _kept_snapshots(stored: list[tuple], table: Any) -> set[str]:
+    """Ids of stored run snapshots (rowid, id, state_type, updated) that stay: final ones that a
+    batch row would replace with an unfinished snapshot that is not newer."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    finals = {r[1]: r[3] for r in stored if r[2] in _FINAL_TYPES}
+    if not finals:
+        return set()
+    unfinished = table.filter(pc.invert(pc.is_in(table["state_type"], pa.array(sorted(_FINAL_TYPES)))))
+    kept = set()
+    for run_id, updated in zip(unfinished["id"].to_pylist(), unfinished["updated"].to_pylist()):
+        stored_updated = finals.get(run_id)
+        if updated is not None and stored_updated is not None and updated <= stored_updated:
+            kept.add(run_id)
+    return kept
+
+
 def _insert(con: Any, name: str, table: Any) -> None:
     """Add a deduplicated batch table idempotently, without relying on a key or index.
 
@@ -664,14 +682,23 @@ def _insert(con: Any, name: str, table: Any) -> None:
     con.register(view, table)
     try:
         if name in _RUN_TABLES:
-            b_cols = ", ".join(f'b."{c}"' for c in table.column_names)
-            con.execute(
-                f"DELETE FROM {name} USING {view} b WHERE {name}.id = b.id AND NOT "
-                f"({name}.state_type IN {_FINAL_TYPES} AND b.state_type NOT IN {_FINAL_TYPES} "
-                f"AND coalesce(b.updated <= {name}.updated, false))")
-            con.execute(
-                f"INSERT INTO {name} ({cols}) SELECT {b_cols} FROM {view} b ANTI JOIN "
-                f"(SELECT id FROM {name} WHERE id IN (SELECT id FROM {view})) s ON s.id = b.id")
+            # One scan finds the stored snapshots; which of them stay is decided here, and the
+            # others are deleted by rowid (two joins on the table cost twice the CPU).
+            stored = con.execute(
+                f"SELECT rowid, id, state_type, updated FROM {name} WHERE id IN (SELECT id FROM {view})"
+            ).fetchall()
+            if stored:
+                kept = _kept_snapshots(stored, table)
+                replaced = [r[0] for r in stored if r[1] not in kept]
+                if replaced:
+                    con.execute(f"DELETE FROM {name} WHERE rowid IN (SELECT unnest(?))", [replaced])
+                if kept:
+                    import pyarrow as pa
+                    import pyarrow.compute as pc
+
+                    con.unregister(view)
+                    con.register(view, table.filter(pc.invert(pc.is_in(table["id"], pa.array(sorted(kept))))))
+            con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")
         elif name in _UPSERT:
             (k,) = key
             con.execute(f'DELETE FROM {name} WHERE "{k}" IN (SELECT "{k}" FROM {view})')
