@@ -6,10 +6,12 @@ finished is always visible.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, TypeVar
 
-from nbflow.store.backend import current_store
+from nbflow.store.backend import using_store
 from nbflow.store.buffer import recorder
+
+T = TypeVar("T")
 
 
 def flush() -> int:
@@ -17,9 +19,11 @@ def flush() -> int:
     return recorder.flush()
 
 
-def _store() -> Any:
-    recorder.flush()
-    return current_store()
+def _read(query: Callable[[Any], T]) -> T:
+    """`query(store)` after writing this process's buffered events (and spooled ones), on the
+    store to use now."""
+    recorder.send_spooled()
+    return using_store(query)
 
 
 def runs(flow_name: str | None = None, state: str | list[str] | None = None, limit: int = 100,
@@ -27,28 +31,28 @@ def runs(flow_name: str | None = None, state: str | list[str] | None = None, lim
     """Flow runs, newest first, as a pandas DataFrame."""
     from nbflow.store import queries
 
-    return queries.runs(_store(), flow_name=flow_name, state=state, limit=limit, offset=offset)
+    return _read(lambda store: queries.runs(store, flow_name=flow_name, state=state, limit=limit, offset=offset))
 
 
 def task_runs(flow_run_id: str | None = None, limit: int | None = None) -> Any:
     """Task runs (of one flow run, or all), newest first, as a pandas DataFrame."""
     from nbflow.store import queries
 
-    return queries.task_runs(_store(), flow_run_id=flow_run_id, limit=limit)
+    return _read(lambda store: queries.task_runs(store, flow_run_id=flow_run_id, limit=limit))
 
 
 def logs(run_id: str) -> Any:
     """The log lines of a flow run (with its task runs') or of one task run, oldest first."""
     from nbflow.store import queries
 
-    return queries.logs(_store(), run_id)
+    return _read(lambda store: queries.logs(store, run_id))
 
 
 def flows() -> Any:
     """One row per flow name: how many runs, the last start and its state."""
     from nbflow.store import queries
 
-    return queries.flows(_store())
+    return _read(queries.flows)
 
 
 class FlowRunRecord(dict):
@@ -64,12 +68,12 @@ def flow_run(run_id: str) -> FlowRunRecord:
     """One flow run as a dict (a unique id prefix is enough); in a notebook it displays its graph."""
     from nbflow.store import queries
 
-    return FlowRunRecord(queries.flow_run(_store(), run_id))
+    return FlowRunRecord(_read(lambda store: queries.flow_run(store, run_id)))
 
 
 def sql(query: str, params: list[Any] | None = None) -> Any:
     """Run SQL over the run store (tables flow_runs, task_runs, state_history, logs, cache_entries)."""
-    return _store().query(query, params)
+    return _read(lambda store: store.query(query, params))
 
 
 def deploy(target: Any, name: str, **options: Any) -> dict[str, Any]:

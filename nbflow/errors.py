@@ -47,6 +47,16 @@ class StoreLockedError(StoreError):
         self.pid = pid
 
 
+class StoreHeldByServerError(StoreLockedError):
+    """A running nbflow server holds the store's file: this process should use its API."""
+
+    def __init__(self, message: str, *, pid: int, url: str, token: str) -> None:
+        super().__init__(message, pid=pid)
+        self.url = url
+        #: the server's token (from its runtime file), for switching to its API; never shown.
+        self.token = token
+
+
 class StoreBatchError(StoreError):
     """The store refused a batch of run records because of the rows themselves (a malformed
     row, a value that does not fit its column): writing the same batch again would fail again.

@@ -83,3 +83,9 @@ def allowed_roots() -> list[Path]:
     from (NBFLOW_ALLOWED_ROOTS, separated by os.pathsep), beside the server's root dir and NBFLOW_HOME."""
     raw = os.environ.get("NBFLOW_ALLOWED_ROOTS") or ""
     return [Path(part.strip()).expanduser().absolute() for part in raw.split(os.pathsep) if part.strip()]
+
+
+def exit_flush_seconds() -> float:
+    """How long a process's exit waits for an unreachable store before it spools its unsaved run
+    records to a file instead (NBFLOW_EXIT_TIMEOUT, default 5)."""
+    return max(_float_env("NBFLOW_EXIT_TIMEOUT", 5.0), 0.0)

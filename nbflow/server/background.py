@@ -1,8 +1,10 @@
 """The server's background work: the scheduler loop and the in-server worker.
 
-The scheduler creates the runs of scheduled deployments ahead of time and crashes the runs
-of workers that stopped heartbeating; the in-server worker (on by default) executes the due
-runs of the `default` pool, woken at once when runs are created or cancelled.
+The scheduler ingests the run records clients spooled while the store was out of their reach,
+marks Crashed the runs of dead processes (also those only noted in their start logs), creates
+the runs of scheduled deployments ahead of time and crashes the runs of workers that stopped
+heartbeating; the in-server worker (on by default) executes the due runs of the `default`
+pool, woken at once when runs are created or cancelled.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from nbflow import settings
 from nbflow.deployments import service
 from nbflow.errors import NbflowError
+from nbflow.store import spool
 
 logger = logging.getLogger("nbflow.server")
 
@@ -58,8 +61,21 @@ class Background:
         for thread in self._threads:
             thread.join(timeout=max(deadline - time.monotonic(), 0.1))
 
+    def _recover_runs(self) -> None:
+        """Ingest spooled run records, then crash the runs of processes that died (one pass)."""
+        try:
+            sent = spool.replay(self.store.write, self.store.path.parent)
+            if sent:
+                logger.info("nbflow: ingested %d spooled run records", sent)
+            self.store.sweep()
+        except NbflowError as exc:
+            logger.warning("nbflow: could not ingest spooled runs or mark crashed ones: %s", exc)
+        except Exception:  # the scheduling below must go on
+            logger.exception("nbflow: ingesting spooled runs failed")
+
     def _schedule_forever(self) -> None:
         while not self._stop.is_set():
+            self._recover_runs()
             try:
                 service.schedule_pass(self.store)
                 crashed = service.crash_stale_runs(self.store)

@@ -26,6 +26,10 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 EVENTS_BODY_LIMIT = 16 * 1024 * 1024
 #: write() sends a batch in requests of at most this many bytes (after an outage a batch can be large).
 EVENTS_REQUEST_TARGET = 4 * 1024 * 1024
+#: longest wait for one answer; a retry never waits past the store's lock_timeout either.
+REQUEST_TIMEOUT_S = 30.0
+#: shortest wait for one answer, so that the last try near the deadline can still succeed.
+MIN_REQUEST_TIMEOUT_S = 0.5
 
 
 class ApiStore:
@@ -34,7 +38,8 @@ class ApiStore:
     def __init__(self, url: str, token: str, lock_timeout: float = 30.0) -> None:
         self.url = url.rstrip("/") + "/"
         self.token = token
-        #: seconds to keep retrying while the server does not answer.
+        #: seconds to keep retrying while the server does not answer (a stopped server's socket
+        #: accepts but never answers: each try waits at most what is left of this).
         self.lock_timeout = lock_timeout
 
     def __repr__(self) -> str:
@@ -59,12 +64,14 @@ class ApiStore:
     def _request(self, method: str, path: str, body: bytes, accept: str = "application/json") -> bytes:
         request = urllib.request.Request(self.url + path, data=body, method=method, headers={
             "Authorization": f"token {self.token}", "Content-Type": "application/json", "Accept": accept})
-        deadline = time.monotonic() + self.lock_timeout
+        # The server interrupts a query at its time limit and says so (408): wait longer than that.
+        patience = settings.query_timeout() if path.endswith("/sql") else 0.0
+        deadline = time.monotonic() + self.lock_timeout + patience
         delay = 0.05
         while True:
+            wait = min(REQUEST_TIMEOUT_S + patience, max(deadline - time.monotonic(), MIN_REQUEST_TIMEOUT_S))
             try:
-                # The server interrupts a query at its limit and says so: wait longer than that.
-                with urllib.request.urlopen(request, timeout=30 + settings.query_timeout()) as response:
+                with urllib.request.urlopen(request, timeout=wait) as response:
                     return response.read()
             except urllib.error.HTTPError as exc:
                 message = _error_message(exc)
@@ -80,10 +87,10 @@ class ApiStore:
             except (urllib.error.URLError, OSError) as exc:
                 if time.monotonic() > deadline:
                     raise StoreError(
-                        f"The nbflow server at {self.url} did not answer for {self.lock_timeout:g} s ({exc}). "
-                        "Start it again (nbflow server start), or unset NBFLOW_API_URL to use the "
-                        "embedded store.") from None
-            time.sleep(delay)
+                        f"The nbflow server at {self.url} did not answer for {self.lock_timeout:g} s ({exc}): "
+                        "it is stopped, busy or out of reach. If it is not running, start it again "
+                        "(nbflow server start), or unset NBFLOW_API_URL to use the embedded store.") from None
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 1.0)
 
 

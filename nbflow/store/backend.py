@@ -2,16 +2,22 @@
 
 A process that owns the store (the server) uses the embedded file directly; any other
 process uses the server it finds (`NBFLOW_API_URL`, else `$NBFLOW_HOME/server.json`),
-and the embedded file when there is none.
+and the embedded file when there is none. When the file turns out to be held by a live
+server that had not advertised itself yet (it was starting), the embedded store says so at
+once and using_store() goes to that server's API instead.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from nbflow import settings
-from nbflow.store.server_info import find_server
+from nbflow.errors import StoreHeldByServerError
+from nbflow.store.records import Batch
+from nbflow.store.server_info import find_server, server_off
+
+T = TypeVar("T")
 
 _stores: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -24,6 +30,37 @@ def current_store() -> Any:
     if info is not None:
         return _api_store(info.url, info.token)
     return embedded_store()
+
+
+def using_store(operation: Callable[[Any], T]) -> T:
+    """`operation(store)` on the store to use now; on the server's API when a live nbflow server
+    turns out to hold the embedded file (rather than waiting for it to let go)."""
+    store = current_store()
+    try:
+        return operation(store)
+    except StoreHeldByServerError as exc:
+        if _owner or server_off():
+            raise  # its message says how to reach the server
+        return operation(_api_store(exc.url, exc.token))
+
+
+def write(batch: Batch, timeout: float | None = None) -> None:
+    """Write `batch` to the store to use now, giving up after `timeout` s (default: the store's
+    lock timeout) when the store stays locked or its server does not answer."""
+
+    def write_to(store: Any) -> None:
+        if timeout is None or timeout >= store.lock_timeout:
+            store.write(batch)
+            return
+        # Shortened for this call only (exit flushes); a store object is shared by threads,
+        # so this is for the end of a process, not for everyday calls.
+        saved, store.lock_timeout = store.lock_timeout, timeout
+        try:
+            store.write(batch)
+        finally:
+            store.lock_timeout = saved
+
+    using_store(write_to)
 
 
 def embedded_store() -> Any:

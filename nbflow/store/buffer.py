@@ -5,10 +5,17 @@ database. One writer thread per process wakes every `settings.flush_interval()`
 seconds (or sooner when the buffer grows), turns the runs that changed into rows
 and writes them in one transaction. At interpreter exit the rest is flushed.
 
-A batch the store could not take yet (locked, disk full, damaged file) stays pending and
-is retried with the next one. A batch the store refuses for what it holds (StoreBatchError:
-a malformed row) or that hits a bug would fail forever and hold back every later record, so
-it is quarantined instead: written as JSON to ``<NBFLOW_HOME>/quarantine/`` and dropped.
+A batch the store could not take yet (locked, disk full, damaged file, server away) stays
+pending and is retried with the next one; when the store stays out of reach (SPOOL_AFTER_S)
+and at exit (after settings.exit_flush_seconds()) it is spooled to ``<NBFLOW_HOME>/spool/``
+and sent later, by this or any other process (see spool.py). A batch the store refuses for
+what it holds (StoreBatchError: a malformed row) or that hits a bug would fail forever and
+hold back every later record, so it is quarantined instead: written as JSON to
+``<NBFLOW_HOME>/quarantine/`` and dropped.
+
+A flow run is visible even when its process is killed before the first flush: its start is
+noted in the process's start log (started.py), which the writer touches every HEARTBEAT_S so
+that a crash is dated; the line is forgotten once the run is stored.
 """
 
 from __future__ import annotations
@@ -21,19 +28,28 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from nbflow import settings
 from nbflow.errors import StoreBatchError, StoreError
-from nbflow.store import records
+from nbflow.store import records, spool, started
+from nbflow.store.shutdown import stopping
 from nbflow.store.records import Batch
 
 logger = logging.getLogger("nbflow.store")
 
 #: rows buffered before the writer is woken early instead of at its next tick.
 EARLY_FLUSH_ROWS = 20_000
+#: how often the writer says the process is alive (touches its start log under NBFLOW_HOME).
+HEARTBEAT_S = 2.0
+#: how long a batch may keep failing before the writer spools it to a file.
+SPOOL_AFTER_S = 5.0
+#: how often a writer looks for spooled batches to send (one directory listing).
+SPOOL_SCAN_S = 5.0
 
 _HOST = socket.gethostname()
 
@@ -77,6 +93,11 @@ class Recorder:
         self._logs: list[tuple] = []
         self._cache: list[tuple] = []
         self._pending = Batch()  # drained but not yet written (the last write failed)
+        self._in_flight: Batch | None = None  # being written now (for a spool at exit)
+        self._failing_since: float | None = None  # time.monotonic() of the first failed try
+        self._next_spool_scan = 0.0
+        #: this process's start log (see started.py) with its pid, home and process start.
+        self._start_log: tuple[started.StartLog, int, Path, float] | None = None
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,6 +114,8 @@ class Recorder:
         self._flow_runs.append(run)
         self._states.append((run.id, len(run.history), "flow", state.name, state.type.value,
                              state.message, state.timestamp))
+        if len(run.history) == 1:
+            self._mark_started(run)
         if self._thread is None:
             self._start()
         if self._listeners:
@@ -126,6 +149,42 @@ class Recorder:
         """Mirror a cache index entry into the store so it can be queried with SQL."""
         self._cache.append((cache_key, task_name, task_run_id, result_format, result_path,
                             created, expires))
+
+    def _mark_started(self, run: Any) -> None:
+        """Note the run's start in this process's start log, so that a kill before the first
+        flush still leaves a Crashed run: one append (~10 µs), no database, import or thread."""
+        try:
+            log, pid, process_start = self._log()
+            row = _flow_run_row(run, time.time(), pid, process_start)
+            log.add(run.id, dict(zip(records.FLOW_RUN_COLUMNS, row)))
+        except OSError as exc:  # e.g. a read-only home: the run itself must go on
+            logger.debug("nbflow could not note the start of flow run %s: %s", run.id, exc)
+
+    def _log(self) -> tuple[started.StartLog, int, float]:
+        """This process's start log under the NBFLOW_HOME in force, its pid and start time."""
+        pid, home = os.getpid(), settings.home()
+        current = self._start_log
+        if current is not None and current[1] == pid and current[2] == home:
+            return current[0], pid, current[3]
+        if current is not None and current[1] == pid:
+            current[0].close()  # NBFLOW_HOME changed
+        process_start = (self._process_start if pid == self._pid else None) or _process_start() or 0.0
+        log = started.StartLog(started.log_path(home, _HOST, pid, process_start))
+        self._start_log = (log, pid, home, process_start)
+        return log, pid, process_start
+
+    def _heartbeat(self) -> None:
+        """Tell sweepers this process is alive now (dates a crash, see started.py)."""
+        try:
+            self._log()[0].touch()
+        except OSError:
+            pass
+
+    def _saved(self, batch: Batch) -> None:
+        """The flow runs of `batch` are in the store (or a spool file): forget their starts."""
+        current = self._start_log
+        if current is not None and batch.flow_runs:
+            current[0].saved([row[0] for row in batch.flow_runs])
 
     def subscribe(self, listener: Callable[[str, Any], None]) -> Callable[[], None]:
         """Call `listener(kind, run)` ("flow" or "task") after every state change in this process.
@@ -165,20 +224,52 @@ class Recorder:
             self._thread.start()
 
     def _loop(self) -> None:
+        next_heartbeat = 0.0
         while not self._exiting:
-            self._wake.wait(settings.flush_interval())
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._heartbeat()
+                next_heartbeat = now + HEARTBEAT_S
+            self._wake.wait(min(settings.flush_interval(), HEARTBEAT_S))
             self._wake.clear()
             if self._exiting:
                 return
             try:
                 self.flush()
+                continue
             except StoreError as exc:
                 message = str(exc)
                 if message != self._last_error:
                     logger.warning("nbflow could not save run records yet (will retry): %s", message)
                     self._last_error = message
-            except Exception:  # never let the writer die: the next tick retries
+            except Exception as exc:  # never let the writer die: the next tick retries
                 logger.exception("nbflow's run-record writer failed; it will retry")
+                message = f"{type(exc).__name__}: {exc}"
+            failing = self._failing_since
+            if failing is not None and time.monotonic() - failing >= SPOOL_AFTER_S:
+                self.spool_pending(message)
+
+    def spool_pending(self, reason: str) -> Path | None:
+        """Move the rows that could not be written to a spool file, to be sent later; its path.
+
+        For a store that stays out of reach: the rows leave memory and survive the process.
+        """
+        with self._flush_lock:
+            batch = self._pending
+            if not len(batch):
+                return None
+            try:
+                path = spool.save_batch(batch, spool.SPOOL, reason)
+            except OSError as exc:
+                logger.error("nbflow could not spool %d unsaved run records to %s: %s; keeping them "
+                             "in memory", len(batch), settings.home() / spool.SPOOL, exc)
+                return None
+            self._pending = Batch()
+            self._failing_since = None
+            self._saved(batch)
+        logger.warning("nbflow saved %d run records it could not send to %s; they are sent when the "
+                       "store can be reached again (%s)", len(batch), path, reason)
+        return path
 
     def drain(self) -> Batch:
         """Take everything buffered so far as rows (runs deduplicated, latest snapshot)."""
@@ -202,22 +293,35 @@ class Recorder:
         On a failure the store may get over (see _refused) keep the rows for the next try and
         raise. A batch the store refuses is quarantined (see quarantine()) and not raised.
         """
+        replay = write is None and self._write is None
         write = write or self._write or _default_write
         with self._flush_lock:
             if self._exiting and threading.current_thread() is self._thread:
-                return 0
-            fresh = self.drain()
-            earlier, self._pending = self._pending, Batch()
-            batch = Batch()
-            batch.extend(earlier)
-            batch.extend(fresh)
-            if not len(batch):
-                return 0
+                return 0  # at exit the main thread writes what is left (see _stop_writer)
+            written = self._flush_locked(write)
+            if replay:
+                self._replay_spool(write)
+            return written
+
+    def _flush_locked(self, write: Callable[[Batch], None]) -> int:
+        """flush() once this thread holds the flush lock."""
+        fresh = self.drain()
+        earlier, self._pending = self._pending, Batch()
+        batch = Batch()
+        batch.extend(earlier)
+        batch.extend(fresh)
+        if not len(batch):
+            return 0
+        attempt = time.monotonic()
+        self._in_flight = batch
+        try:
             try:
                 write(batch)
             except BaseException as exc:
                 if not _refused(exc):
                     self._pending = batch
+                    if self._failing_since is None:
+                        self._failing_since = attempt
                     raise
                 if not (len(earlier) and len(fresh)):
                     self._quarantine_or_keep(batch, exc)
@@ -239,9 +343,35 @@ class Recorder:
                         self._quarantine_or_keep(part, part_exc, after=parts)
                     else:
                         written += len(part)
+                        self._saved(part)
                 return written
             self._last_error = None
+            self._failing_since = None
+            self._saved(batch)
             return len(batch)
+        finally:
+            self._in_flight = None
+
+    def send_spooled(self) -> None:
+        """Flush, then send the spooled batches now (before a read, so that it sees them)."""
+        self._next_spool_scan = 0.0
+        self.flush()
+
+    def _replay_spool(self, write: Callable[[Batch], None]) -> None:
+        """Send spooled batches (this process's or others'), looking at most every SPOOL_SCAN_S."""
+        now = time.monotonic()
+        if now < self._next_spool_scan or self._pending:
+            return
+        self._next_spool_scan = now + SPOOL_SCAN_S
+        if not spool.pending():
+            return
+        try:
+            sent = spool.replay(write)
+        except Exception as exc:  # the store went away again: the files wait for the next try
+            logger.warning("nbflow could not send spooled run records yet (will retry): %s", exc)
+        else:
+            if sent:
+                logger.info("nbflow sent %d spooled run records", sent)
 
     def _quarantine_or_keep(self, batch: Batch, exc: BaseException,
                             after: "list[Batch] | tuple" = ()) -> None:
@@ -259,7 +389,7 @@ class Recorder:
                      "will not be retried; later records are saved as usual.",
                      len(batch), path, type(exc).__name__, exc)
 
-    def _stop_writer(self) -> None:
+    def _stop_writer(self, timeout: float) -> None:
         """Stop the writer thread and wait until it has left the store code.
 
         It is a daemon thread. Were it inside DuckDB when the interpreter finalizes (in a call,
@@ -270,10 +400,11 @@ class Recorder:
         the runs. Waiting for it costs at most the write under way, as the flush lock did.
         """
         self._exiting = True
+        stopping.set()  # a wait for a locked store gives up at once (see EmbeddedStore._open_with_retry)
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(settings.store_lock_timeout() + 5.0)
+            thread.join(timeout)
 
     def flush_quietly(self) -> None:
         """Flush, logging instead of raising on failure (used when switching homes)."""
@@ -283,15 +414,50 @@ class Recorder:
             logger.warning("nbflow could not save run records: %s", exc)
 
     def at_exit(self) -> None:
-        """Stop the writer thread, flush what is left; say clearly if that fails."""
+        """Stop the writer thread, then flush what is left, waiting at most
+        settings.exit_flush_seconds() for the store; spool what it cannot take (stderr says where)."""
         if os.getpid() != self._pid:
             return
-        self._stop_writer()
+        budget = settings.exit_flush_seconds()
+        deadline = time.monotonic() + budget
+        self._stop_writer(budget)
+        if not self._flush_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            # The writer thread is stuck on an unreachable store: spool what it is writing and
+            # what is left (should its write still succeed, the rows are written twice: harmless).
+            batch = Batch()
+            in_flight = self._in_flight
+            if in_flight is not None:
+                batch.extend(in_flight)
+            batch.extend(self._pending)
+            batch.extend(self.drain())
+            self._spool_at_exit(batch, f"the store did not answer within {budget:g} s")
+        else:
+            try:
+                write = self._write or (lambda batch: _default_write(batch, max(deadline - time.monotonic(), 0.5)))
+                try:
+                    self._flush_locked(write)
+                except Exception as exc:  # the process is ending: spool and report, do not raise
+                    batch, self._pending = self._pending, Batch()
+                    self._spool_at_exit(batch, str(exc))
+            finally:
+                self._flush_lock.release()
+        current = self._start_log
+        if current is not None and current[1] == os.getpid():
+            current[0].close()  # kept while a run is only known by its start line
+
+    def _spool_at_exit(self, batch: Batch, reason: str) -> None:
+        if not len(batch):
+            return
         try:
-            self.flush()
-        except Exception as exc:  # the process is ending: report, do not raise
-            lost = len(self._pending)
-            print(f"nbflow: {lost} run records could not be saved: {exc}", file=__import__("sys").stderr)
+            path = spool.save_batch(batch, spool.SPOOL, reason)
+        except OSError as exc:
+            print(f"nbflow: {len(batch)} run records could not be saved ({reason}), nor kept in "
+                  f"{settings.home() / spool.SPOOL}: {exc}", file=sys.stderr)
+            return
+        self._saved(batch)
+        print(f"nbflow: could not save {len(batch)} run records before exit ({reason}); they are kept "
+              f"in {path} and will be sent by the nbflow server, or by the next process that writes "
+              f"to the store.", file=sys.stderr)
 
 
 def _refused(exc: BaseException) -> bool:
@@ -315,50 +481,19 @@ def _refused(exc: BaseException) -> bool:
     return True
 
 
-def quarantine(batch: Batch, exc: BaseException) -> Any:
+def quarantine(batch: Batch, exc: BaseException) -> Path:
     """Write a refused batch as JSON to <NBFLOW_HOME>/quarantine/<UTC timestamp>-<pid>.json.
 
     The file holds the error and, per table, its columns and rows (values that are not JSON
     are written with str()); load_quarantined() reads it back. Returns the file's path.
     """
-    now = time.time()
-    directory = settings.home() / "quarantine"
-    directory.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(int(now))) + f".{int(now * 1e6) % 1_000_000:06d}Z"
-    payload = {
-        "error": f"{type(exc).__name__}: {exc}", "time": now, "host": _HOST, "pid": os.getpid(),
-        "tables": {name: {"columns": list(columns), "rows": getattr(batch, name)}
-                   for name, columns in records.TABLES.items() if getattr(batch, name)},
-    }
-    text = json.dumps(payload, default=str)
-    for attempt in range(100):
-        path = directory / f"{stamp}-{os.getpid()}{f'-{attempt}' if attempt else ''}.json"
-        try:
-            f = open(path, "x", encoding="utf-8")
-        except FileExistsError:
-            continue
-        try:
-            with f:
-                f.write(text)
-        except BaseException:  # e.g. the disk is full: leave no half a file behind
-            path.unlink(missing_ok=True)
-            raise
-        return path
-    raise FileExistsError(f"no free quarantine file name for {stamp}-{os.getpid()} in {directory}")
+    return spool.save_batch(batch, spool.QUARANTINE, f"{type(exc).__name__}: {exc}")
 
 
 def load_quarantined(path: Any) -> Batch:
     """The batch in a quarantine file, its rows in the current records column order (columns
     the file lacks are None). Fix the rows, then e.g. ``current_store().write(batch)``."""
-    with open(path, encoding="utf-8") as f:
-        payload = json.load(f)
-    batch = Batch()
-    for name, table in payload["tables"].items():
-        index = {c: i for i, c in enumerate(table["columns"])}
-        getattr(batch, name).extend(
-            tuple(row[index[c]] if c in index else None for c in records.TABLES[name])
-            for row in table["rows"])
-    return batch
+    return spool.load_batch(path)
 
 
 def _flow_run_row(r: Any, now: float, pid: int, process_start: float) -> tuple:
@@ -379,10 +514,10 @@ def _task_run_row(r: Any, now: float) -> tuple:
             r.created, now)
 
 
-def _default_write(batch: Batch) -> None:
-    from nbflow.store.backend import current_store
+def _default_write(batch: Batch, timeout: float | None = None) -> None:
+    from nbflow.store import backend
 
-    current_store().write(batch)
+    backend.write(batch, timeout)
 
 
 #: The process-wide recorder the engine writes to.

@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from nbflow import settings
-from nbflow.errors import QueryTimeoutError, StoreBatchError, StoreCorruptedError, StoreError, StoreLockedError
-from nbflow.store import damage, records, schema
-from nbflow.store.liveness import is_process_alive
+from nbflow.errors import (QueryTimeoutError, StoreBatchError, StoreCorruptedError, StoreError,
+                           StoreHeldByServerError, StoreLockedError)
+from nbflow.store import damage, records, schema, shutdown, started
+from nbflow.store.liveness import is_process_alive, process_command
+from nbflow.store.server_info import RUNTIME_FILE, ServerInfo, advertised_server
 
 if TYPE_CHECKING:
     import pandas
@@ -59,6 +61,14 @@ _HOST = socket.gethostname()
 
 #: tables upserted by key (the latest snapshot wins); the others are append-only.
 _UPSERT = {"flow_runs", "task_runs", "cache_entries"}
+#: snapshot tables of runs: an older unfinished snapshot never replaces a finished one.
+_RUN_TABLES = {"flow_runs", "task_runs"}
+_FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+_START = records.FLOW_RUN_COLUMNS.index("start_time")
+_CREATED = records.FLOW_RUN_COLUMNS.index("created")
+#: command lines of nbflow servers (standalone, or the extension in a Jupyter server); not kernels.
+_SERVER_COMMANDS = ("nbflow server", "jupyter-lab", "jupyter lab", "jupyterlab", "jupyter-server",
+                    "jupyter server", "jupyter_server", "jupyter-notebook", "jupyter notebook")
 #: DuckDB errors of a write that are not the batch's fault: retrying the same batch later may
 #: work (with the disk, permission and corruption errors that _classify recognises).
 _NOT_THE_BATCH = ("IOException", "OutOfMemoryException", "InterruptException",
@@ -206,6 +216,13 @@ class EmbeddedStore:
         """
         with self._connect() as con, self._transaction(con, doing):
             yield con
+
+    def sweep(self) -> int:
+        """Mark Crashed the runs of dead processes of this host now, also those started but never
+        saved (from their start logs, see started.py); return how many flow runs. The server
+        calls it every scheduler pass, for processes that send their runs over HTTP too."""
+        with self._connect() as con, self._transaction(con, "update crashed runs in"):
+            return self._mark_crashed(con, force=True)
 
     def hold(self, readable: tuple[Path, ...] = ()) -> None:
         """Keep the file open from now on: the server owns it, and skips ~20-35 ms of open and
@@ -401,9 +418,10 @@ class EmbeddedStore:
                 if conflict is None and not any(p in message.lower() for p in _LOCK_PHRASES) \
                         and not self._being_created(message):
                     raise self._open_error(exc) from exc
+                server = self._server_holding(conflict)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._locked(conflict) from None
+                if remaining <= 0 or server is not None or shutdown.background_gives_up():
+                    raise self._locked(conflict, server) from None
                 time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
                 delay = min(delay * 2, BACKOFF_CAP_S)
 
@@ -421,8 +439,32 @@ class EmbeddedStore:
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _locked(self, conflict: re.Match | None) -> StoreLockedError:
+    def _server_holding(self, conflict: re.Match | None) -> ServerInfo | None:
+        """The live nbflow server advertised in this store's home when it is the lock holder."""
+        if conflict is None:
+            return None
+        return advertised_server(int(conflict["pid"]), self.path.parent)
+
+    def _locked(self, conflict: re.Match | None, server: ServerInfo | None = None) -> StoreLockedError:
         pid = int(conflict["pid"]) if conflict else None
+        if server is not None and pid is not None:
+            return StoreHeldByServerError(
+                f"The run store {self.path} is held by the running nbflow server at {server.url} "
+                f"(PID {pid}). Processes share the store through that server: reach it with "
+                f"NBFLOW_API_URL={server.url} and NBFLOW_API_TOKEN (its token is in "
+                f"{self.path.parent / RUNTIME_FILE}; NBFLOW_SERVER=off prevents this), or stop it "
+                f"(kill {pid}) before opening the file directly.",
+                pid=pid, url=server.url, token=server.token,
+            )
+        command = process_command(pid) if pid else ""
+        if "ipykernel" not in command and any(name in command for name in _SERVER_COMMANDS):
+            return StoreLockedError(
+                f"The run store {self.path} is held by an nbflow server (PID {pid}, {command[:80]}) "
+                f"that does not advertise itself in {self.path.parent / RUNTIME_FILE}: it is starting "
+                f"or stopping, or it runs with another NBFLOW_HOME. Wait for it, or set "
+                f"NBFLOW_API_URL and NBFLOW_API_TOKEN to the URL and token it printed at start.",
+                pid=pid,
+            )
         holder = f"PID {pid}, {conflict['program']}" if conflict else "its PID unknown"
         stop = f"kill {pid}" if pid else f"find it with `lsof {self.path}`"
         return StoreLockedError(
@@ -496,79 +538,144 @@ class EmbeddedStore:
 
     # -- crash detection ------------------------------------------------------------------
 
-    def _mark_crashed(self, con: Any) -> int:
+    def _mark_crashed(self, con: Any, force: bool = False) -> int:
         """Mark Crashed the unfinished runs of this host whose process is gone; return how many.
 
-        Runs inside the caller's transaction. When every owner is alive it costs one scan of
-        flow_runs' state_type column (~0.3 ms for 100k runs). A held file is checked at most
-        every few seconds.
+        Runs inside the caller's transaction. First the flow runs that dead processes started but
+        never saved become runs (from their start logs, see started.py); then every unfinished run
+        of a dead process ends Crashed when its process was last seen alive, not now. When every
+        owner is alive it costs one scan of flow_runs' state_type column (~0.3 ms for 100k runs)
+        and one listing of the processes folder. A held file is checked at most every few seconds
+        unless `force`.
         """
-        if self._held is not None:
+        if self._held is not None and not force:
             now = time.monotonic()
             if now < self._next_crash_check:
                 return 0
             self._next_crash_check = now + HELD_CRASH_CHECK_S
+        home = self.path.parent
+        gone = started.dead_logs(home, _HOST, _alive)
+        busy = self._save_started(con, gone) if gone else set()
         candidates = con.execute(
             "SELECT id, pid, process_start, epoch(start_time) FROM flow_runs "
             "WHERE state_type IN ('RUNNING', 'PENDING') AND host = ? AND pid IS NOT NULL",
             [_HOST],
         ).fetchall()
         dead = [row for row in candidates if not _alive(row[1], row[2])]
+        for log, pid, _ in gone:
+            # A log is kept while its process has runs to settle: its mtime dates their crash.
+            if log not in busy and not any(row[1] == pid for row in dead):
+                log.unlink(missing_ok=True)
         if not dead:
             return 0
+        self._crash(con, dead, home)
+        logger.info("Marked %d flow runs of dead processes on %s as Crashed", len(dead), _HOST)
+        return len(dead)
+
+    def _save_started(self, con: Any, gone: list[tuple[Path, int, float]]) -> set[Path]:
+        """Store the flow runs that dead processes started but never saved (from their start
+        logs, see started.py); return the logs to keep until those runs are committed."""
+        logs = [(log, started.read_log(log)) for log, _, _ in gone]
+        ids = [row["id"] for _, rows in logs for row in rows]
+        if not ids:
+            return set()
+        stored = {r[0] for r in con.execute("SELECT id FROM flow_runs WHERE list_contains(?, id)", [ids]).fetchall()}
+        busy, new = set(), {}
+        for log, rows in logs:
+            for row in rows:
+                if row["id"] not in stored:
+                    busy.add(log)
+                    values = [row.get(c) for c in records.FLOW_RUN_COLUMNS]
+                    values[_START] = values[_START] or values[_CREATED]  # it was just starting
+                    new[row["id"]] = tuple(values)
+        if new:
+            try:
+                _insert(con, "flow_runs", _rows_to_table("flow_runs", records.FLOW_RUN_COLUMNS, list(new.values())))
+            except StoreBatchError as exc:  # a log this version cannot read: drop it, go on
+                logger.warning("Dropped the start logs %s of dead processes: their runs cannot be "
+                               "stored: %s", ", ".join(str(log) for log in busy), exc)
+                return set()
+        return busy
+
+    def _crash(self, con: Any, dead: list[tuple], home: Path) -> None:
+        """Mark the flow runs `dead` (id, pid, process_start, start epoch) and their unfinished task
+        runs Crashed, ending when their process was last seen alive."""
         import pyarrow as pa
 
         now = time.time()
         now_ts = _timestamp(now)
+        seen = _last_seen(con, dead, home)
+        ends = [min(max(seen.get(r[0]) or now, r[3] or 0.0), now) for r in dead]
         flows = pa.table({
             "id": [r[0] for r in dead],
             "message": [f"Process {r[1]} on {_HOST} exited before the run finished" for r in dead],
-            "duration_s": [None if r[3] is None else max(now - r[3], 0.0) for r in dead],
+            "end_time": pa.array([_timestamp(e) for e in ends], pa.timestamp("us")),
+            "duration_s": [None if r[3] is None else max(e - r[3], 0.0) for r, e in zip(dead, ends)],
         })
         con.register("nbflow_dead_flow_runs", flows)
         try:
             tasks = con.execute(
-                "SELECT t.id, d.message FROM task_runs t JOIN nbflow_dead_flow_runs d "
+                "SELECT t.id, d.message, greatest(d.end_time, coalesce(t.start_time, d.end_time)) "
+                "FROM task_runs t JOIN nbflow_dead_flow_runs d "
                 "ON t.flow_run_id = d.id WHERE t.state_type IN ('RUNNING', 'PENDING')"
             ).fetchall()
             con.execute(
                 "UPDATE flow_runs SET state = 'Crashed', state_type = 'CRASHED', "
-                "state_message = d.message, end_time = ?, duration_s = d.duration_s, updated = ? "
+                "state_message = d.message, end_time = d.end_time, duration_s = d.duration_s, updated = ? "
                 "FROM nbflow_dead_flow_runs d WHERE flow_runs.id = d.id",
-                [now_ts, now_ts],
+                [now_ts],
             )
             crashed = pa.table({
                 "id": [r[0] for r in dead] + [t[0] for t in tasks],
                 "run_kind": ["flow"] * len(dead) + ["task"] * len(tasks),
                 "message": flows.column("message").to_pylist() + [t[1] for t in tasks],
+                "end_time": pa.array([_timestamp(e) for e in ends] + [t[2] for t in tasks], pa.timestamp("us")),
             })
             con.register("nbflow_crashed_runs", crashed)
             if tasks:
                 con.execute(
                     "UPDATE task_runs SET state = 'Crashed', state_type = 'CRASHED', "
-                    "state_message = c.message, end_time = ?, "
+                    "state_message = c.message, end_time = c.end_time, "
                     "duration_s = CASE WHEN start_time IS NULL THEN NULL "
-                    "ELSE greatest(epoch(?::TIMESTAMP) - epoch(start_time), 0) END, updated = ? "
+                    "ELSE greatest(epoch(c.end_time) - epoch(start_time), 0) END, updated = ? "
                     "FROM nbflow_crashed_runs c WHERE task_runs.id = c.id AND c.run_kind = 'task'",
-                    [now_ts, now_ts, now_ts],
+                    [now_ts],
                 )
             # Unique without a key: seq is one past the run's last, and we hold the file.
             con.execute(
                 "INSERT INTO state_history "
                 "(run_id, seq, run_kind, state, state_type, message, timestamp) "
                 "SELECT c.id, coalesce(h.last_seq, 0) + 1, c.run_kind, 'Crashed', 'CRASHED', "
-                "c.message, ? FROM nbflow_crashed_runs c LEFT JOIN "
+                "c.message, c.end_time FROM nbflow_crashed_runs c LEFT JOIN "
                 "(SELECT run_id, max(seq) AS last_seq FROM state_history "
                 " WHERE run_id IN (SELECT id FROM nbflow_crashed_runs) GROUP BY run_id) h "
                 "ON h.run_id = c.id",
-                [now_ts],
             )
         finally:
             for view in ("nbflow_dead_flow_runs", "nbflow_crashed_runs"):
                 with contextlib.suppress(Exception):
                     con.unregister(view)
-        logger.info("Marked %d flow runs of dead processes on %s as Crashed", len(dead), _HOST)
-        return len(dead)
+
+
+def _last_seen(con: Any, dead: list[tuple], home: Path) -> dict[str, float]:
+    """When the process of each dead flow run was last seen alive, by flow run id (epoch s).
+
+    The latest of: its process folder's mtime (touched every couple of seconds), the last
+    snapshot of any of its process's runs that it saved, and the last of the run's task runs.
+    """
+    processes = {(r[1], r[2]) for r in dead}
+    seen = {key: started.last_seen(home, _HOST, key[0], key[1]) or 0.0 for key in processes}
+    for pid, process_start, updated in con.execute(
+            "SELECT pid, process_start, max(epoch(updated)) FROM flow_runs WHERE host = ? "
+            "AND list_contains(?, pid) AND state_type <> 'CRASHED' GROUP BY pid, process_start",
+            [_HOST, sorted({r[1] for r in dead})]).fetchall():
+        key = (pid, process_start)
+        if key in seen and updated is not None:
+            seen[key] = max(seen[key], updated)
+    tasks = dict(con.execute(
+        "SELECT flow_run_id, max(epoch(updated)) FROM task_runs WHERE list_contains(?, flow_run_id) "
+        "GROUP BY flow_run_id", [[r[0] for r in dead]]).fetchall())
+    return {r[0]: max(seen[(r[1], r[2])], tasks.get(r[0]) or 0.0) for r in dead}
 
 
 @contextlib.contextmanager
@@ -683,10 +790,31 @@ def _column(table: str, column: str, values: list) -> Any:
         ) from exc
 
 
+def _kept_snapshots(stored: list[tuple], table: Any) -> set[str]:
+    """Ids of stored run snapshots (rowid, id, state_type, updated) that stay: final ones that a
+    batch row would replace with an unfinished snapshot that is not newer."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    finals = {r[1]: r[3] for r in stored if r[2] in _FINAL_TYPES}
+    if not finals:
+        return set()
+    unfinished = table.filter(pc.invert(pc.is_in(table["state_type"], pa.array(sorted(_FINAL_TYPES)))))
+    kept = set()
+    for run_id, updated in zip(unfinished["id"].to_pylist(), unfinished["updated"].to_pylist()):
+        stored_updated = finals.get(run_id)
+        if updated is not None and stored_updated is not None and updated <= stored_updated:
+            kept.add(run_id)
+    return kept
+
+
 def _insert(con: Any, name: str, table: Any) -> None:
     """Add a deduplicated batch table idempotently, without relying on a key or index.
 
-    Snapshot tables: delete the stored rows with the batch's keys, then insert (an upsert).
+    Snapshot tables: delete the stored rows with the batch's keys, then insert (an upsert). A
+    run's stored final snapshot stays when the batch brings an unfinished one that is not newer:
+    batches can arrive late or out of order (a spool file sent later, a request that a stopped
+    server answers after the client gave up and spooled it).
     Append-only tables: insert the rows whose (run_id, seq) is not stored yet; only the stored
     rows of the batch's run_ids are compared (a semi-join, then an anti-join).
     """
@@ -695,7 +823,25 @@ def _insert(con: Any, name: str, table: Any) -> None:
     key = schema.KEYS[name]
     con.register(view, table)
     try:
-        if name in _UPSERT:
+        if name in _RUN_TABLES:
+            # One scan finds the stored snapshots; which of them stay is decided here, and the
+            # others are deleted by rowid (two joins on the table cost twice the CPU).
+            stored = con.execute(
+                f"SELECT rowid, id, state_type, updated FROM {name} WHERE id IN (SELECT id FROM {view})"
+            ).fetchall()
+            if stored:
+                kept = _kept_snapshots(stored, table)
+                replaced = [r[0] for r in stored if r[1] not in kept]
+                if replaced:
+                    con.execute(f"DELETE FROM {name} WHERE rowid IN (SELECT unnest(?))", [replaced])
+                if kept:
+                    import pyarrow as pa
+                    import pyarrow.compute as pc
+
+                    con.unregister(view)
+                    con.register(view, table.filter(pc.invert(pc.is_in(table["id"], pa.array(sorted(kept))))))
+            con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")
+        elif name in _UPSERT:
             (k,) = key
             con.execute(f'DELETE FROM {name} WHERE "{k}" IN (SELECT "{k}" FROM {view})')
             con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")

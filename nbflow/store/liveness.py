@@ -56,6 +56,29 @@ def process_start_time(pid: int) -> float | None:
     return boot_time + int(fields[19]) / ticks  # field 22: starttime, in clock ticks since boot
 
 
+def process_key(host: str, pid: int, process_start: float | None) -> str:
+    """A name for one process that outlives it: host, pid and start time (1/100 s), e.g. for files."""
+    return f"{host}-{pid}-{round((process_start or 0.0) * 100)}"
+
+
+def parse_process_key(key: str) -> tuple[str, int, float] | None:
+    """(host, pid, process_start) of a process_key(), or None when `key` is not one."""
+    host, _, rest = key.rpartition("-")
+    host, _, pid = host.rpartition("-")
+    if not host or not pid.isdigit() or not rest.isdigit():
+        return None
+    return host, int(pid), int(rest) / 100
+
+
+def process_command(pid: int) -> str:
+    """The command line of `pid` with spaces between arguments ("" when unknown; Linux only)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
 def is_process_alive(pid: int, process_start: float | None) -> bool:
     """Whether `pid` runs and, when both start times are known, is the process that started then."""
     if pid <= 0:

@@ -59,16 +59,39 @@ def find_server() -> ServerInfo | None:
     `NBFLOW_API_URL` wins (with `NBFLOW_API_TOKEN`); else a runtime file whose process is alive.
     `NBFLOW_SERVER=off` forces the embedded store (the server itself runs that way).
     """
-    if os.environ.get("NBFLOW_SERVER", "").lower() == "off":
+    if server_off():
         return None
     url = os.environ.get("NBFLOW_API_URL")
     if url:
         return ServerInfo(url, os.environ.get("NBFLOW_API_TOKEN", ""))
+    info = _advertised(settings.home())
+    if info is None or info.pid == os.getpid() or not is_process_alive(info.pid or 0, None):
+        return None
+    return info
+
+
+def server_off() -> bool:
+    """Whether NBFLOW_SERVER=off tells this process to use the embedded store, server or not."""
+    return os.environ.get("NBFLOW_SERVER", "").lower() == "off"
+
+
+def advertised_server(pid: int, home: Path) -> ServerInfo | None:
+    """The server advertised in `home` when it is the live process `pid`, else None.
+
+    Tells whoever holds a store's file apart: a live nbflow server can be reached through its API.
+    """
+    info = _advertised(home)
+    if info is None or info.pid != pid or not is_process_alive(pid, None):
+        return None
+    return info
+
+
+def _advertised(home: Path) -> ServerInfo | None:
     try:
-        data = json.loads(runtime_file().read_text())
+        data = json.loads((home / RUNTIME_FILE).read_text())
     except (OSError, ValueError):
         return None
-    pid = data.get("pid")
-    if not isinstance(pid, int) or pid == os.getpid() or not is_process_alive(pid, None):
+    pid = data.get("pid") if isinstance(data, dict) else None
+    if not isinstance(pid, int):
         return None
     return ServerInfo(str(data.get("url", "")), str(data.get("token", "")), pid)
