@@ -367,8 +367,11 @@ class Recorder:
             return
         try:
             sent = spool.replay(write)
-        except Exception as exc:  # the store went away again: the files wait for the next try
-            logger.warning("nbflow could not send spooled run records yet (will retry): %s", exc)
+        except StoreError as exc:  # the store went away again: the files wait for the next try
+            if str(exc) != self._last_error:  # said once; a read that follows meets the same error
+                logger.debug("nbflow could not send spooled run records yet (will retry): %s", exc)
+        except Exception:  # noqa: BLE001 - a bug must not stop this process's own writes
+            logger.exception("nbflow could not send spooled run records (will retry)")
         else:
             if sent:
                 logger.info("nbflow sent %d spooled run records", sent)
@@ -400,7 +403,6 @@ class Recorder:
         the runs. Waiting for it costs at most the write under way, as the flush lock did.
         """
         self._exiting = True
-        stopping.set()  # a wait for a locked store gives up at once (see EmbeddedStore._open_with_retry)
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -525,4 +527,11 @@ recorder = Recorder()
 # Flush at the start of interpreter shutdown, while imports still work (pandas/pyarrow may
 # load for the first time here); concurrent.futures uses the same hook.
 _register = getattr(threading, "_register_atexit", atexit.register)
-_register(recorder.at_exit)
+
+
+def _at_exit() -> None:
+    stopping.set()  # other threads' waits for a locked store give up at once (EmbeddedStore._open_with_retry)
+    recorder.at_exit()
+
+
+_register(_at_exit)

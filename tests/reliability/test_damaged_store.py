@@ -288,7 +288,7 @@ def test_exit_waits_until_the_writer_thread_has_left_the_store(monkeypatch: pyte
 
     assert recorder._thread is not None and not recorder._thread.is_alive()
     assert writers[-1] != "nbflow-writer"  # the last try was the exit flush, in this thread
-    assert "could not be saved" in capsys.readouterr().err
+    assert "could not save 1 run records before exit" in capsys.readouterr().err
 
 
 def test_every_command_after_a_failed_write_says_the_store_is_damaged(pristine: Pristine,
