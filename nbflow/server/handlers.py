@@ -48,9 +48,10 @@ _STORE_THREADS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="nbflow-ap
 _SQL_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nbflow-sql")
 
 
-def api(method: Callable | None = None, *, threads: ThreadPoolExecutor = _STORE_THREADS) -> Callable:
+def api(method: Callable | None = None, *, threads: ThreadPoolExecutor | None = _STORE_THREADS) -> Callable:
     """Run the handler method off the event loop and answer its return value as JSON (or a
-    Reply); map any exception to its status in one place."""
+    Reply); map any exception to its status in one place. `threads=None`: a method that does no
+    store work and runs on the loop."""
     if method is None:
         return functools.partial(api, threads=threads)
 
@@ -59,6 +60,8 @@ def api(method: Callable | None = None, *, threads: ThreadPoolExecutor = _STORE_
         try:
             if inspect.iscoroutinefunction(method):
                 result = await method(self, *args, **kwargs)
+            elif threads is None:
+                result = method(self, *args, **kwargs)
             else:
                 result = await asyncio.get_running_loop().run_in_executor(
                     threads, functools.partial(method, self, *args, **kwargs))
@@ -300,7 +303,7 @@ def _unknown_path(first: str, second: str, path: str) -> str:
 
 class HealthHandler(NbflowHandler):
     @allow_unauthenticated
-    @api
+    @api(threads=None)
     def get(self) -> dict:
         return {"status": "ok", "version": __version__}
 

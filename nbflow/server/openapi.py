@@ -121,6 +121,6 @@ def document(base_url: str = "/") -> dict[str, Any]:
 
 class OpenApiHandler(NbflowHandler):
     @allow_unauthenticated
-    @api
+    @api(threads=None)
     def get(self) -> dict:
         return document(self.base_url)
