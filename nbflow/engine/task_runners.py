@@ -92,18 +92,32 @@ class _Job:
     def run(self) -> None:
         if not self._token.acquire(blocking=False):
             return  # a waiter took it
-        if not self.future.set_running_or_notify_cancel():
+        future = self.future
+        del future._nbflow_job  # no cycle left for the garbage collector (it cost ~30 µs a task)
+        if not future.set_running_or_notify_cancel():
             return
         try:
-            result = self.ctx.run(self.drive)
+            result = self.ctx.run(self._drive)
         except BaseException as exc:  # noqa: BLE001 - drive returns states; this is a bug's last word
-            self.future.set_exception(exc)
+            future.set_exception(exc)
         else:
-            self.future.set_result(result)
+            future.set_result(result)
+
+    def _drive(self) -> Any:
+        _in_task_run.set(True)
+        return self.drive()
+
+
+#: True while a submitted task run executes (also in threads and coroutines it starts).
+_in_task_run: contextvars.ContextVar[bool] = contextvars.ContextVar("nbflow_in_task_run", default=False)
 
 
 def run_now(future: concurrent.futures.Future) -> None:
-    """If `future` is a task run no thread has started yet, run it here, now (a waiter helps)."""
+    """Inside a submitted task run: if `future` is a task run no thread has started yet, run it
+    here, now. A pool thread that waits on work queued behind it would wait forever; the flow's
+    own thread just waits (running runs there too would only fight the pool for the GIL)."""
+    if not _in_task_run.get():
+        return
     job = getattr(future, "_nbflow_job", None)
     if job is not None and not future.done():
         job.run()
