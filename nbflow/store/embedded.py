@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import heapq
 import logging
 import os
 import random
@@ -23,15 +22,15 @@ import re
 import socket
 import threading
 import time
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from nbflow import settings
 from nbflow.errors import (QueryTimeoutError, StoreBatchError, StoreCorruptedError, StoreError,
                            StoreHeldByServerError, StoreLockedError)
-from nbflow.store import damage, records, schema, shutdown, started
+from nbflow.store import batch_rows, damage, records, schema, shutdown, started
 from nbflow.store.liveness import is_process_alive, process_command
+from nbflow.store.query_limits import time_limit
 from nbflow.store.server_info import RUNTIME_FILE, ServerInfo, advertised_server
 
 if TYPE_CHECKING:
@@ -60,11 +59,6 @@ _LOCK_CONFLICT = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID
 _LOCK_PHRASES = ("could not set lock on file", "being used by another process")
 _HOST = socket.gethostname()
 
-#: tables upserted by key (the latest snapshot wins); the others are append-only.
-_UPSERT = {"flow_runs", "task_runs", "cache_entries"}
-#: snapshot tables of runs: an older unfinished snapshot never replaces a finished one.
-_RUN_TABLES = {"flow_runs", "task_runs"}
-_FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 _START = records.FLOW_RUN_COLUMNS.index("start_time")
 _CREATED = records.FLOW_RUN_COLUMNS.index("created")
 #: command lines of nbflow servers (standalone, or the extension in a Jupyter server); not kernels.
@@ -142,14 +136,14 @@ class EmbeddedStore:
         """
         import duckdb
 
-        tables = _batch_to_arrow(batch)
+        tables = batch_rows.batch_to_arrow(batch)
         if not tables:
             return
         with self._connect() as con, self._transaction(con, "write run records to"):
             self._mark_crashed(con)
             try:
                 for name, table in tables.items():
-                    _insert(con, name, table)
+                    batch_rows.insert(con, name, table)
             except duckdb.Error as exc:
                 raise self._batch_failure(exc) from exc
 
@@ -182,7 +176,7 @@ class EmbeddedStore:
         limit = settings.query_timeout() if timeout is None else timeout
         with self._connect(write=False) as con:
             self._mark_crashed_before_read(con)
-            with _time_limit(con, limit) as expired:
+            with time_limit(con, limit) as expired:
                 try:
                     con.execute(sql, params or [])
                     return fetch(con)
@@ -591,7 +585,8 @@ class EmbeddedStore:
                     new[row["id"]] = tuple(values)
         if new:
             try:
-                _insert(con, "flow_runs", _rows_to_table("flow_runs", records.FLOW_RUN_COLUMNS, list(new.values())))
+                batch_rows.insert(con, "flow_runs", batch_rows.rows_to_table("flow_runs", records.FLOW_RUN_COLUMNS,
+                                                                           list(new.values())))
             except StoreBatchError as exc:  # a log this version cannot read: drop it, go on
                 logger.warning("Dropped the start logs %s of dead processes: their runs cannot be "
                                "stored: %s", ", ".join(str(log) for log in busy), exc)
@@ -679,71 +674,6 @@ def _last_seen(con: Any, dead: list[tuple], home: Path) -> dict[str, float]:
     return {r[0]: max(seen[(r[1], r[2])], tasks.get(r[0]) or 0.0) for r in dead}
 
 
-class _Watchdog:
-    """One thread that interrupts queries past their time limit (a timer thread per query would
-    cost a thread start on every read)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[list] = []  # [deadline, seq, con, expired event, active]
-        self._seq = 0
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
-
-    def watch(self, seconds: float, con: Any, expired: threading.Event) -> list:
-        with self._cond:
-            if self._thread is None or self._pid != os.getpid():  # none yet, or forked
-                self._pid, self._heap = os.getpid(), []
-                self._thread = threading.Thread(target=self._run, name="nbflow-query-limit", daemon=True)
-                self._thread.start()
-            self._seq += 1
-            entry = [time.monotonic() + seconds, self._seq, con, expired, True]
-            heapq.heappush(self._heap, entry)
-            if self._heap[0] is entry:
-                self._cond.notify()
-            return entry
-
-    @staticmethod
-    def cancel(entry: list) -> None:
-        entry[4] = False
-        entry[2] = None  # the connection may be closed and freed
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and not self._heap[0][4]:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._cond.wait(wait)
-                    continue
-                _, _, con, expired, active = heapq.heappop(self._heap)
-                if active and con is not None:
-                    expired.set()
-                    with contextlib.suppress(Exception):
-                        con.interrupt()
-
-
-_watchdog = _Watchdog()
-
-
-@contextlib.contextmanager
-def _time_limit(con: Any, seconds: float) -> Iterator[threading.Event]:
-    """Interrupt what `con` runs once `seconds` have passed (0: no limit); the event tells it happened."""
-    expired = threading.Event()
-    if not seconds or seconds <= 0:
-        yield expired
-        return
-    entry = _watchdog.watch(seconds, con, expired)
-    try:
-        yield expired
-    finally:
-        _Watchdog.cancel(entry)
-
-
 def _alive(pid: int, process_start: float | None) -> bool:
     key = (pid, process_start)
     if process_start and key in _dead_processes:
@@ -758,148 +688,3 @@ def _alive(pid: int, process_start: float | None) -> bool:
 def _rollback(con: Any) -> None:
     with contextlib.suppress(Exception):
         con.execute("ROLLBACK")
-
-
-# -- rows to Arrow ------------------------------------------------------------------------
-
-def _batch_to_arrow(batch: records.Batch) -> dict[str, Any]:
-    """The batch's non-empty tables as Arrow tables, deduplicated by key, validated.
-
-    Raises StoreBatchError for a row that cannot be stored.
-    """
-    tables = {}
-    for name, columns in records.TABLES.items():
-        rows = getattr(batch, name)
-        if not rows:
-            continue
-        try:
-            widths = set(map(len, rows))
-        except TypeError:
-            widths = {None}
-        if widths != {len(columns)}:
-            bad = next(r for r in rows if not isinstance(r, (tuple, list)) or len(r) != len(columns))
-            size = len(bad) if isinstance(bad, (tuple, list)) else "no"
-            raise StoreBatchError(
-                f"A {name} row has {size} values but records.{name} has {len(columns)} "
-                f"columns {columns}: {bad!r}. Build rows in records column order."
-            )
-        key = schema.KEYS[name]
-        if any(r[0] is None for r in rows) or (len(key) == 2 and any(r[1] is None for r in rows)):
-            bad = next(r for r in rows if r[0] is None or (len(key) == 2 and r[1] is None))
-            raise StoreBatchError(f"A {name} row has no {' or '.join(key)} (its key): {bad!r}.")
-        # The tables have no keys (schema.KEYS), so duplicates are removed here: snapshots of
-        # a run keep the last, append-only rows (history, logs) the first of one (run_id, seq).
-        if name in _UPSERT:
-            if len({r[0] for r in rows}) != len(rows):
-                rows = list({r[0]: r for r in rows}.values())
-        elif len({(r[0], r[1]) for r in rows}) != len(rows):
-            first: dict[tuple, tuple] = {}
-            for r in rows:
-                first.setdefault((r[0], r[1]), r)
-            rows = list(first.values())
-        tables[name] = _rows_to_table(name, columns, rows)
-    return tables
-
-
-def _rows_to_table(name: str, columns: tuple[str, ...], rows: list[tuple]) -> Any:
-    import pyarrow as pa
-
-    arrays = [_column(name, column, list(map(itemgetter(i), rows)))
-              for i, column in enumerate(columns)]
-    return pa.Table.from_arrays(arrays, names=list(columns))
-
-
-def _column(table: str, column: str, values: list) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    kind = schema.column_type(column)
-    try:
-        if kind == "VARCHAR":
-            return pa.array(values, pa.string())
-        if kind == "INTEGER":
-            return pa.array(values, pa.int64())
-        seconds = pa.array(values, pa.float64())
-        if kind == "DOUBLE":
-            return seconds
-        micros = pc.cast(pc.round(pc.multiply(seconds, 1e6)), pa.int64())
-        return micros.cast(pa.timestamp("us"))
-    except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
-        expected = {"VARCHAR": str, "INTEGER": int}.get(kind, (int, float))
-        bad = next((v for v in values if v is not None and not isinstance(v, expected)), None)
-        what = {"VARCHAR": "text", "INTEGER": "integers",
-                "DOUBLE": "numbers", "TIMESTAMP": "float epoch seconds"}[kind]
-        raise StoreBatchError(
-            f"Column {table}.{column} holds {what} or None, but a row has {bad!r} "
-            f"({type(bad).__name__}): {exc}. Convert it where the row is built."
-        ) from exc
-
-
-def _kept_snapshots(stored: list[tuple], table: Any) -> set[str]:
-    """Ids of stored run snapshots (rowid, id, state_type, updated) that stay: final ones that a
-    batch row would replace with an unfinished snapshot that is not newer."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    finals = {r[1]: r[3] for r in stored if r[2] in _FINAL_TYPES}
-    if not finals:
-        return set()
-    unfinished = table.filter(pc.invert(pc.is_in(table["state_type"], pa.array(sorted(_FINAL_TYPES)))))
-    kept = set()
-    for run_id, updated in zip(unfinished["id"].to_pylist(), unfinished["updated"].to_pylist()):
-        stored_updated = finals.get(run_id)
-        if updated is not None and stored_updated is not None and updated <= stored_updated:
-            kept.add(run_id)
-    return kept
-
-
-def _insert(con: Any, name: str, table: Any) -> None:
-    """Add a deduplicated batch table idempotently, without relying on a key or index.
-
-    Snapshot tables: delete the stored rows with the batch's keys, then insert (an upsert). A
-    run's stored final snapshot stays when the batch brings an unfinished one that is not newer:
-    batches can arrive late or out of order (a spool file sent later, a request that a stopped
-    server answers after the client gave up and spooled it).
-    Append-only tables: insert the rows whose (run_id, seq) is not stored yet; only the stored
-    rows of the batch's run_ids are compared (a semi-join, then an anti-join).
-    """
-    view = f"nbflow_batch_{name}"
-    cols = ", ".join(f'"{c}"' for c in table.column_names)
-    key = schema.KEYS[name]
-    con.register(view, table)
-    try:
-        if name in _RUN_TABLES:
-            # One scan finds the stored snapshots; which of them stay is decided here, and the
-            # others are deleted by rowid (two joins on the table cost twice the CPU).
-            stored = con.execute(
-                f"SELECT rowid, id, state_type, updated FROM {name} WHERE id IN (SELECT id FROM {view})"
-            ).fetchall()
-            if stored:
-                kept = _kept_snapshots(stored, table)
-                replaced = [r[0] for r in stored if r[1] not in kept]
-                if replaced:
-                    con.execute(f"DELETE FROM {name} WHERE rowid IN (SELECT unnest(?))", [replaced])
-                if kept:
-                    import pyarrow as pa
-                    import pyarrow.compute as pc
-
-                    con.unregister(view)
-                    con.register(view, table.filter(pc.invert(pc.is_in(table["id"], pa.array(sorted(kept))))))
-            con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")
-        elif name in _UPSERT:
-            (k,) = key
-            con.execute(f'DELETE FROM {name} WHERE "{k}" IN (SELECT "{k}" FROM {view})')
-            con.execute(f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {view}")
-        else:
-            run_id, seq = key
-            # The batch holds seq as BIGINT; cast it, not the stored INTEGER column, so the
-            # join compares the stored column as it is.
-            b_cols = ", ".join(f'b."{c}"' for c in table.column_names)
-            con.execute(
-                f"INSERT INTO {name} ({cols}) SELECT {b_cols} FROM {view} b ANTI JOIN "
-                f"(SELECT {run_id}, {seq} FROM {name} "
-                f" WHERE {run_id} IN (SELECT {run_id} FROM {view})) s "
-                f"ON s.{run_id} = b.{run_id} AND s.{seq} = CAST(b.{seq} AS INTEGER)"
-            )
-    finally:
-        con.unregister(view)

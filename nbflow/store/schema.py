@@ -23,7 +23,7 @@ DOUBLE_COLUMNS = frozenset({"duration_s", "process_start"})
 JSON_COLUMNS = frozenset({"parameters", "tags", "upstream"})
 
 #: What identifies a row of each table. Since schema version 3 these are NOT declared to DuckDB
-#: (no PRIMARY KEY, no index): the writer keeps them unique itself (embedded._insert), at the
+#: (no PRIMARY KEY, no index): the writer keeps them unique itself (batch_rows.insert), at the
 #: cost of scanning the key columns of the batch's tables on each write. DuckDB rewrites every
 #: index of a changed table at each checkpoint, and each write closes the file, which
 #: checkpoints: with keys a small write into a store of 100k flow runs and 1M task runs, history
