@@ -9,7 +9,9 @@ from nbflow.api import deploy, flow_run, flows, flush, logs, runs, sql, task_run
 from nbflow.engine.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from nbflow.engine.dask_runner import DaskTaskRunner
 from nbflow.engine.flows import Flow, flow
-from nbflow.engine.futures import as_completed, unmapped, wait
+from nbflow.engine.annotations import allow_failure, unmapped
+from nbflow.engine.context import get_run_context, tags
+from nbflow.engine.futures import as_completed, wait
 from nbflow.engine.retries import exponential_backoff
 from nbflow.engine.run_logging import get_run_logger
 from nbflow.engine.states import State
@@ -20,7 +22,7 @@ __all__ = [
     "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner", "State",
     "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff", "flow",
     "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task", "task_runs",
-    "unmapped", "wait",
+    "unmapped", "wait", "allow_failure", "get_run_context", "tags",
 ]
 
 

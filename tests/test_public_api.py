@@ -14,7 +14,7 @@ def test_exported_members() -> None:
         "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner",
         "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff",
         "flow", "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task",
-        "task_runs", "unmapped", "wait",
+        "task_runs", "unmapped", "wait", "allow_failure", "get_run_context", "tags",
     ])
     for name in nbflow.__all__:
         assert getattr(nbflow, name) is not None, name
@@ -26,6 +26,8 @@ def test_prefect_style_import_paths() -> None:
     from nbflow.states import Completed, Failed, State  # noqa: F401
     from nbflow.task_runners import DaskTaskRunner, ThreadPoolTaskRunner  # noqa: F401
     from nbflow.tasks import exponential_backoff, task, task_input_hash  # noqa: F401
+    from nbflow.utilities.annotations import allow_failure, opaque, quote, unmapped  # noqa: F401
+    from nbflow.runtime import deployment, flow_run, task_run  # noqa: F401
 
 
 def test_import_nbflow_loads_no_heavy_module() -> None:

@@ -57,6 +57,8 @@ class RunSpec:
     timeout_seconds: float | None = None
     #: the directories the notebook or flow file must lie in (the server's); None: this process's own
     allowed_roots: list[str] | None = None
+    deployment_id: str | None = None
+    deployment_name: str | None = None
 
     @classmethod
     def from_claim(cls, claimed: dict) -> "RunSpec":
@@ -67,7 +69,8 @@ class RunSpec:
                    notebook=claimed.get("notebook"), entrypoint=claimed.get("entrypoint"),
                    parameters=dict(claimed.get("parameters") or {}),
                    timeout_seconds=float(timeout) if timeout is not None else None,
-                   allowed_roots=claimed.get("allowed_roots"))
+                   allowed_roots=claimed.get("allowed_roots"), deployment_id=claimed.get("deployment_id"),
+                   deployment_name=claimed.get("deployment_name"))
 
 
 @dataclass
@@ -146,7 +149,11 @@ class Execution:
             self.log_path = self._tmp / "run.log"
         env = {**os.environ, **self.env, "NBFLOW_FLOW_RUN_ID": self.spec.run_id,
                "NBFLOW_FLOW_NAME": self.spec.flow_name, "PYTHONUNBUFFERED": "1",
-               "NBFLOW_PARENT_PID": str(os.getpid())}
+               "NBFLOW_PARENT_PID": str(os.getpid()),
+               # nbflow.runtime.deployment in the run's code
+               "NBFLOW_DEPLOYMENT_ID": self.spec.deployment_id or "",
+               "NBFLOW_DEPLOYMENT_NAME": self.spec.deployment_name or "",
+               "NBFLOW_DEPLOYMENT_PARAMETERS": json.dumps(self.spec.parameters, default=str)}
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "nbflow.deployments.child", str(spec_file), str(outcome_file)],

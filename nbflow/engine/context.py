@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from nbflow.errors import NbflowError
 
@@ -36,26 +37,76 @@ class FlowRunContext:
     def flow_run_id(self) -> str:
         return self.flow_run.id
 
+    @classmethod
+    def get(cls) -> "FlowRunContext | None":
+        """The flow run being executed here, or None (Prefect's FlowRunContext.get())."""
+        return flow_run_context.get()
+
 
 class TaskRunContext:
     """The task run being executed: passed to cache_key_fn and cache policies."""
 
-    __slots__ = ("task", "task_run", "flow_run_id", "parameters", "log_prints", "upstream_cache_keys")
+    __slots__ = ("task", "task_run", "flow_run_id", "_parameters", "_inputs", "log_prints",
+                 "upstream_cache_keys")
 
-    def __init__(self, task: Any, task_run: "TaskRun", parameters: dict[str, Any],
-                 log_prints: bool) -> None:
+    def __init__(self, task: Any, task_run: "TaskRun", parameters: dict[str, Any] | None,
+                 log_prints: bool, inputs: Any = None) -> None:
         self.task = task
         self.task_run = task_run
         self.flow_run_id = task_run.flow_run_id
-        self.parameters = parameters
+        #: the call's arguments by name; bound from `inputs` only when asked (it costs µs).
+        self._parameters = parameters
+        self._inputs = inputs
         self.log_prints = log_prints
         #: argument name -> cache key of the upstream run that produced it (for INPUTS when a
         #: value has no fingerprint of its own).
         self.upstream_cache_keys: dict[str, str] = {}
 
+    @property
+    def parameters(self) -> dict[str, Any]:
+        if self._parameters is None:
+            inputs = self._inputs
+            self._parameters = self.task.bind(inputs.args, inputs.kwargs) if inputs is not None else {}
+        return self._parameters
+
+    @parameters.setter
+    def parameters(self, value: dict[str, Any]) -> None:
+        self._parameters = value
+
+    @classmethod
+    def get(cls) -> "TaskRunContext | None":
+        """The task run being executed here, or None (Prefect's TaskRunContext.get())."""
+        return task_run_context.get()
+
 
 flow_run_context: ContextVar[FlowRunContext | None] = ContextVar("nbflow_flow_run", default=None)
 task_run_context: ContextVar[TaskRunContext | None] = ContextVar("nbflow_task_run", default=None)
+
+
+#: tags that `with tags(...)` adds to the runs created inside the block.
+current_tags: ContextVar[tuple[str, ...]] = ContextVar("nbflow_tags", default=())
+
+
+@contextlib.contextmanager
+def tags(*new_tags: str) -> Iterator[set[str]]:
+    """Add tags to every flow and task run created inside the block (nested blocks combine);
+    yields the tags in force."""
+    if not all(isinstance(t, str) for t in new_tags):
+        raise TypeError(f"tags(...) takes strings; got {new_tags!r}.")
+    merged = tuple(dict.fromkeys((*current_tags.get(), *new_tags)))
+    token = current_tags.set(merged)
+    try:
+        yield set(merged)
+    finally:
+        current_tags.reset(token)
+
+
+def with_tags(own: tuple[str, ...]) -> tuple[str, ...]:
+    """A run's tags: its task's or flow's own and those of enclosing `with tags(...)` blocks."""
+    extra = current_tags.get()
+    if not extra:
+        return own
+    return tuple(dict.fromkeys((*own, *extra)))
 
 
 def get_run_context() -> TaskRunContext | FlowRunContext:

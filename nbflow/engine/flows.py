@@ -8,7 +8,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from nbflow.engine.calls import call_sync, run_coro_sync
-from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context
+from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.flow_engine import flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
@@ -138,7 +138,7 @@ class Flow:
         run = FlowRun(new_run_id(), self.name, parameters={}, flow_version=self.version,
                       parent_flow_run_id=parent_id,
                       parent_task_run_id=task_ctx.task_run.id if task_ctx else None,
-                      tags=self.tags, created=time.time())
+                      tags=with_tags(self.tags), created=time.time())
         ctx = FlowRunContext(self, run, task_runner=None, log_prints=self.log_prints, parent=parent,
                              is_async=is_async)
         try:

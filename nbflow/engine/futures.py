@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any, Iterable, Iterator, NamedTuple
 
+from nbflow.engine.annotations import BaseAnnotation, allow_failure, opaque, quote, unmapped  # noqa: F401
 from nbflow.engine.states import State
 from nbflow.engine.task_runners import run_now
 
@@ -93,15 +94,6 @@ def as_completed(futures: Iterable[TaskRunFuture], timeout: float | None = None)
         yield by_inner[inner]
 
 
-class unmapped:  # noqa: N801 - Prefect's name
-    """Marks an argument of `.map()` to be passed whole to every call, not iterated."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
 
 
@@ -125,6 +117,8 @@ def resolve_inputs(args: tuple, kwargs: dict, results: dict[int, tuple[Any, Any]
     for item in wait_for or ():
         if isinstance(item, TaskRunFuture):
             _upstream_state(item, found)
+        elif type(item) is allow_failure and isinstance(item.unwrap(), TaskRunFuture):
+            _upstream_state(item.unwrap(), found, allow_failed=True)
     return found
 
 
@@ -133,6 +127,8 @@ def submitted_upstream(args: tuple, kwargs: dict, wait_for: list | None) -> list
     edges are known while it is still Pending."""
     ids = []
     for value in (*args, *kwargs.values(), *(wait_for or ())):
+        if type(value) is allow_failure or type(value) is opaque:
+            value = value.unwrap()
         if type(value) is TaskRunFuture:
             ids.append(value.task_run.id)
         elif type(value) in (list, tuple, FutureList):
@@ -140,36 +136,58 @@ def submitted_upstream(args: tuple, kwargs: dict, wait_for: list | None) -> list
     return ids
 
 
-def _upstream_state(future: TaskRunFuture, found: Inputs) -> State:
+def _upstream_state(future: TaskRunFuture, found: Inputs, allow_failed: bool = False) -> State:
     state = future.final_state()
     found.upstream.append(future.task_run.id)
-    if not state.is_completed():
+    if not allow_failed and not state.is_completed():
         found.not_completed.append((future.task_run, state))
     return state
 
 
-def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | None) -> Any:
+def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | None,
+             allow_failed: bool = False) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         if results and kind is not bool and value is not None:
             _edge_from_result(value, found, results)
         return value
     if kind is TaskRunFuture:
-        state = _upstream_state(value, found)
-        return state.result(raise_on_failure=False) if state.is_completed() else None
+        state = _upstream_state(value, found, allow_failed)
+        if state.is_completed() or allow_failed:
+            return state.result(raise_on_failure=False)  # a failed upstream's exception (allow_failure)
+        return None
     if kind is FutureList:
-        return [_resolve(v, found, results) for v in value]
+        return [_resolve(v, found, results, allow_failed) for v in value]
+    if kind in _ANNOTATIONS:
+        return _annotated(value, found, results, allow_failed)
     if results:
         _edge_from_result(value, found, results)
     if kind is list or kind is tuple or kind is set or kind is frozenset:
         if any(type(v) not in _SCALARS for v in value):
-            return kind(_resolve(v, found, results) for v in value)
+            return kind(_resolve(v, found, results, allow_failed) for v in value)
         return value
     if kind is dict:
         if any(type(v) not in _SCALARS for v in value.values()):
-            return {k: _resolve(v, found, results) for k, v in value.items()}
+            return {k: _resolve(v, found, results, allow_failed) for k, v in value.items()}
         return value
     return value
+
+
+_ANNOTATIONS = frozenset({allow_failure, quote, opaque, unmapped})
+
+
+def _annotated(value: BaseAnnotation, found: Inputs, results: dict[int, tuple[Any, Any]] | None,
+               allow_failed: bool) -> Any:
+    """The value an annotated input passes to the task (see annotations.py)."""
+    kind, inner = type(value), value.unwrap()
+    if kind is quote:
+        return inner
+    if kind is opaque:
+        if type(inner) is TaskRunFuture:
+            state = _upstream_state(inner, found, allow_failed)
+            return state.result(raise_on_failure=False) if state.is_completed() or allow_failed else None
+        return inner
+    return _resolve(inner, found, results, allow_failed or kind is allow_failure)
 
 
 def _edge_from_result(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]]) -> None:

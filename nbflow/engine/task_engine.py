@@ -33,7 +33,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
     if inputs.not_completed:
         return handle_upstream_failure(task, run, inputs)
     log_prints = task.log_prints if task.log_prints is not None else bool(flow_ctx and flow_ctx.log_prints)
-    ctx = TaskRunContext(task, run, {}, log_prints)
+    ctx = TaskRunContext(task, run, None, log_prints, inputs)
     cache_key = None
     if task.cache_policy is not None:
         ctx.parameters = task.bind(inputs.args, inputs.kwargs)

@@ -10,9 +10,10 @@ from typing import Any, Callable, Iterable
 
 from nbflow.engine.cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy
 from nbflow.engine.calls import call_sync
-from nbflow.engine.context import FlowRunContext, flow_run_context
+from nbflow.engine.context import FlowRunContext, flow_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
-from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream, unmapped
+from nbflow.engine.annotations import BaseAnnotation, unmapped
+from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream
 from nbflow.engine.models import TaskRun, new_run_id
 from nbflow.engine.options import check_callable, check_hooks, check_tags, check_timeout
 from nbflow.engine.retries import check_retry_options
@@ -167,7 +168,7 @@ class Task:
 
     def _new_run(self, flow_ctx: FlowRunContext | None, dynamic_key: int | None = None) -> TaskRun:
         run = TaskRun(new_run_id(), flow_ctx.flow_run.id if flow_ctx else None, self.name,
-                      self.task_key, dynamic_key=dynamic_key, tags=self.tags, created=time.time())
+                      self.task_key, dynamic_key=dynamic_key, tags=with_tags(self.tags), created=time.time())
         enter_task_state(run, "Pending")
         return run
 
@@ -239,9 +240,18 @@ def _runner_for(flow_ctx: FlowRunContext | None) -> TaskRunner:
 
 
 def _is_mappable(value: Any) -> bool:
-    if isinstance(value, (str, bytes, bytearray, dict, unmapped)):
+    if isinstance(value, BaseAnnotation):  # allow_failure([...]) and quote([...]) map what they wrap
+        return type(value) is not unmapped and _is_mappable(value.unwrap())
+    if isinstance(value, (str, bytes, bytearray, dict)):
         return False
     return hasattr(value, "__iter__")
+
+
+def _elements(value: Any) -> list:
+    """The items `.map()` iterates; an annotation wraps each item (allow_failure([f1, f2]))."""
+    if isinstance(value, BaseAnnotation):
+        return [value.rewrap(item) for item in value.unwrap()]
+    return list(value)
 
 
 def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, dict]]:
@@ -256,7 +266,7 @@ def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, di
     for name, value in arguments.items():
         if isinstance(value, TaskRunFuture):
             arguments[name] = value.result()
-    mapped = {n: list(v) for n, v in arguments.items() if _is_mappable(v)}
+    mapped = {n: _elements(v) for n, v in arguments.items() if _is_mappable(v)}
     if not mapped:
         raise TypeError(
             f"{task.name}.map() needs at least one iterable argument to map over; got "
@@ -266,7 +276,7 @@ def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, di
         raise ValueError(
             f"{task.name}.map(): the iterables have different lengths {lengths}; make them equal, "
             "or wrap arguments that should be passed whole in unmapped(...).")
-    static = {n: (v.value if isinstance(v, unmapped) else v) for n, v in arguments.items() if n not in mapped}
+    static = {n: (v.unwrap() if type(v) is unmapped else v) for n, v in arguments.items() if n not in mapped}
     count = next(iter(lengths.values()))
     calls = []
     for i in range(count):

@@ -295,7 +295,8 @@ def test_run_spec_from_a_claimed_run_ignores_extra_keys() -> None:
     claimed = {"id": RUN_ID, "flow_name": "etl", "kind": "flow", "notebook": None,
                "entrypoint": "/x/etl.py:etl", "parameters": None, "timeout_seconds": 30,
                "state": "Pending", "deployment_id": "d1"}
-    assert RunSpec.from_claim(claimed) == RunSpec(RUN_ID, "etl", "flow", None, "/x/etl.py:etl", {}, 30.0)
+    assert RunSpec.from_claim(claimed) == RunSpec(RUN_ID, "etl", "flow", None, "/x/etl.py:etl", {}, 30.0,
+                                                  deployment_id="d1")
 
 
 def test_output_path_is_under_the_home_by_notebook_name(nbflow_home: Path) -> None:

@@ -61,7 +61,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
             @flow
             def broken(n: int = 1) -> None:
-                raise RuntimeError(f"broken flow {n}")
+                from nbflow.runtime import deployment
+                raise RuntimeError(f"broken flow {n} of deployment {deployment.name} {deployment.parameters}")
         """),
     }
 
@@ -201,6 +202,7 @@ def test_flow_deployments_run_in_a_subprocess_and_failures_are_recorded(server, 
     assert ok["state"] == "Completed" and ok["flow_name"] == "etl-flow" and ok["parameters"] == {"n": 4}
     bad = wait_for(server, start_run(server, "broken", {"n": 3})["id"])
     assert bad["state"] == "Failed" and "broken flow 3" in bad["state_message"]
+    assert "of deployment broken {'n': 3}" in bad["state_message"]  # nbflow.runtime.deployment
 
 
 def test_webhooks_map_body_fields_and_check_their_own_secret(server, files) -> None:
