@@ -42,7 +42,9 @@ def test_deploy_then_run_and_watch_a_notebook_until_it_ends(server, tmp_path) ->
     assert watched.returncode == 0, watched.stdout + watched.stderr
     for state in ("Scheduled", "Running", "Completed"):
         assert state in watched.stdout
-    run_id = next(r["id"] for r in server.request("GET", "flow_runs")[1] if r["flow_name"] == "daily")
+    # The run that ran: the scheduler may have created later (Scheduled) runs of the cron since.
+    run_id = next(r["id"] for r in server.request("GET", "flow_runs")[1]
+                  if r["flow_name"] == "daily" and r["state"] == "Completed")
     output = server.request("GET", f"flow_runs/{run_id}")[1]["output_notebook"]
     assert "rows 50" in open(output).read()
 
