@@ -8,11 +8,14 @@ processes, or a Dask cluster (see `nbflow.engine.dask_runner`).
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextvars
 import multiprocessing
 import os
+import queue
 import threading
+import weakref
 from typing import Any, Callable
 
 from nbflow.engine.calls import call_sync
@@ -30,7 +33,7 @@ class TaskRunner:
     def __init__(self, max_workers: int | None = None) -> None:
         _check_workers(type(self).__name__, max_workers)
         self.max_workers = max_workers
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool: DriverThreads | None = None
 
     def duplicate(self) -> "TaskRunner":
         """A fresh, unstarted runner with the same settings (each flow run gets its own)."""
@@ -38,8 +41,7 @@ class TaskRunner:
 
     def start(self) -> "TaskRunner":
         if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._driver_threads(), thread_name_prefix="nbflow-task")
+            self._pool = DriverThreads(self._driver_threads(), "nbflow-task")
         return self
 
     def _driver_threads(self) -> int:
@@ -54,8 +56,8 @@ class TaskRunner:
         if self._pool is None:
             self.start()
         job = _Job(drive, contextvars.copy_context())
-        self._pool.submit(job.run)
-        return job.future
+        self._pool.put(job)
+        return job
 
     def call(self, fn: Callable, args: tuple, kwargs: dict, is_async: bool,
              timeout: float | None) -> Any:
@@ -77,31 +79,92 @@ class TaskRunner:
         return f"{type(self).__name__}(max_workers={self.max_workers})"
 
 
-class _Job:
-    """A task run's drive, run once: by a pool thread, or by a thread waiting for its future."""
+class DriverThreads:
+    """Threads that drive task runs from a queue, started as needed up to `max_workers`.
 
-    __slots__ = ("drive", "ctx", "future", "_token")
+    Leaner than a ThreadPoolExecutor (whose own future per call would come on top of the
+    task run's): a job is its own future. At interpreter exit the threads finish what they run.
+    """
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._max = max_workers
+        self._name = name
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._closed = False
+        _live_pools.add(self)
+
+    def put(self, job: "_Job") -> None:
+        if self._closed:
+            raise RuntimeError("This task runner was shut down; submit task runs from a running flow.")
+        self._queue.put(job)
+        if self._idle.acquire(blocking=False):
+            return
+        with self._lock:
+            if len(self._threads) < self._max:
+                thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}",
+                                          daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _work(self) -> None:
+        take = self._queue.get
+        while True:
+            job = take()
+            if job is None:
+                return
+            job.run()
+            del job
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+        _live_pools.discard(self)
+
+
+_live_pools: "weakref.WeakSet[DriverThreads]" = weakref.WeakSet()
+
+
+def _finish_at_exit() -> None:
+    # As concurrent.futures does: runs under way finish before the interpreter goes.
+    for pool in list(_live_pools):
+        pool.shutdown(wait=True)
+
+
+getattr(threading, "_register_atexit", atexit.register)(_finish_at_exit)
+
+
+class _Job(concurrent.futures.Future):
+    """A task run's drive and its future: run once, by a driver thread or by a task run waiting for it."""
 
     def __init__(self, drive: Callable[[], Any], ctx: contextvars.Context) -> None:
+        super().__init__()
         self.drive = drive
         self.ctx = ctx
-        self.future: concurrent.futures.Future = concurrent.futures.Future()
-        self.future._nbflow_job = self  # type: ignore[attr-defined]
         self._token = threading.Lock()
 
     def run(self) -> None:
         if not self._token.acquire(blocking=False):
             return  # a waiter took it
-        future = self.future
-        del future._nbflow_job  # no cycle left for the garbage collector (it cost ~30 µs a task)
-        if not future.set_running_or_notify_cancel():
+        if not self.set_running_or_notify_cancel():
             return
         try:
             result = self.ctx.run(self._drive)
         except BaseException as exc:  # noqa: BLE001 - drive returns states; this is a bug's last word
-            future.set_exception(exc)
+            self.set_exception(exc)
         else:
-            future.set_result(result)
+            self.set_result(result)
+        self.drive = self.ctx = None  # the run's closure is no longer needed
 
     def _drive(self) -> Any:
         _in_task_run.set(True)
@@ -116,11 +179,8 @@ def run_now(future: concurrent.futures.Future) -> None:
     """Inside a submitted task run: if `future` is a task run no thread has started yet, run it
     here, now. A pool thread that waits on work queued behind it would wait forever; the flow's
     own thread just waits (running runs there too would only fight the pool for the GIL)."""
-    if not _in_task_run.get():
-        return
-    job = getattr(future, "_nbflow_job", None)
-    if job is not None and not future.done():
-        job.run()
+    if type(future) is _Job and _in_task_run.get() and not future.done():
+        future.run()
 
 
 class ThreadPoolTaskRunner(TaskRunner):
