@@ -11,6 +11,10 @@ class TaskDefinitionError(NbflowError, ValueError):
     """A @task or @flow was declared with an invalid option."""
 
 
+class ReservedArgumentError(NbflowError, TypeError):
+    """A task's or flow's function uses a parameter name the call itself takes (wait_for, return_state)."""
+
+
 class ParameterTypeError(NbflowError, TypeError):
     """A flow was called with parameters that do not match its signature or type hints."""
 

@@ -27,7 +27,8 @@ def flow_run_steps(flow: Any, run: FlowRun, args: tuple, kwargs: dict, ctx: Flow
     """The life of one flow run, from Pending to a final state."""
     log = flow_run_logger(run)
     enter_flow_state(run, "Running")
-    log.info("Beginning flow run '%s' for flow '%s'", run.id[:8], flow.name)
+    log.info("Beginning flow run '%s' for flow '%s'", run.id[:8] if run.name == run.flow_name else run.name,
+             flow.name)
     token = flow_run_context.set(ctx)
     prints = log_prints_enabled.set(True) if ctx.log_prints else None
     if ctx.log_prints:
@@ -92,12 +93,12 @@ def finish(flow: Any, run: FlowRun, ctx: FlowRunContext, outcome: State) -> Stat
     log = flow_run_logger(run)
     if state.is_completed():
         log.info("Finished in state %r", state)
-        _run_hooks(flow, flow.on_completion, run, state)
+        _run_hooks(flow, flow.on_completion_hooks, run, state)
     else:
         exc = state.exception
         log.error("Finished in state %r", state,
                   exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None)
-        _run_hooks(flow, flow.on_failure, run, state)
+        _run_hooks(flow, flow.on_failure_hooks, run, state)
     if run.parent_flow_run_id is None:
         recorder.flush_soon()
     return state
@@ -107,7 +108,7 @@ def handle_crash(flow: Any, run: FlowRun, ctx: FlowRunContext, exc: BaseExceptio
     """The flow was interrupted (KeyboardInterrupt, SystemExit...): Crashed, hooks, re-raise."""
     state = enter_flow_state(run, "Crashed", f"Interrupted by {type(exc).__name__}: {exc}", exception=exc)
     flow_run_logger(run).error("Crashed: interrupted by %s", type(exc).__name__)
-    _run_hooks(flow, flow.on_crashed, run, state)
+    _run_hooks(flow, flow.on_crashed_hooks, run, state)
     recorder.flush_soon()
     raise exc
 

@@ -12,7 +12,7 @@ from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_con
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.flow_engine import flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
-from nbflow.engine.options import check_hooks, check_tags, check_timeout
+from nbflow.engine.options import check_hooks, check_reserved, check_run_name, check_tags, check_timeout, run_name
 from nbflow.engine.parameters import bind_parameters, type_hints, validate
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.task_runners import TaskRunner
@@ -28,12 +28,14 @@ class Flow:
                  timeout_seconds: float | None = None, task_runner: TaskRunner | None = None,
                  log_prints: bool = False, validate_parameters: bool = True,
                  tags: Iterable[str] | None = None, on_completion: list[Callable] | None = None,
-                 on_failure: list[Callable] | None = None, on_crashed: list[Callable] | None = None) -> None:
+                 on_failure: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
+                 flow_run_name: str | Callable[..., str] | None = None) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@flow needs a function; got {type(fn).__name__} {fn!r}.")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
         owner = f"@flow {self.name!r}"
+        check_reserved(owner, fn)
         self.version = version
         self.description = description or inspect.getdoc(fn)
         self.retries = retries
@@ -50,9 +52,11 @@ class Flow:
         self.log_prints = bool(log_prints)
         self.validate_parameters = bool(validate_parameters)
         self.tags = check_tags(owner, tags)
-        self.on_completion = check_hooks(owner, "on_completion", on_completion)
-        self.on_failure = check_hooks(owner, "on_failure", on_failure)
-        self.on_crashed = check_hooks(owner, "on_crashed", on_crashed)
+        self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
+        self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
+        self.on_crashed_hooks = check_hooks(owner, "on_crashed", on_crashed)
+        check_run_name(owner, "flow_run_name", flow_run_name)
+        self.flow_run_name = flow_run_name
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self._hints: dict[str, Any] | None = None
@@ -60,7 +64,8 @@ class Flow:
             name=name, version=version, description=description, retries=retries,
             retry_delay_seconds=retry_delay_seconds, timeout_seconds=timeout_seconds,
             task_runner=task_runner, log_prints=log_prints, validate_parameters=validate_parameters,
-            tags=tags, on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed)
+            tags=tags, on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed,
+            flow_run_name=flow_run_name)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__wrapped__ = fn
@@ -150,6 +155,8 @@ class Flow:
             enter_flow_state(run, "Failed", str(exc), exception=exc)
             return run, ctx, None
         run.parameters = dict(bound.arguments)
+        if self.flow_run_name is not None:
+            run.name = run_name(f"@flow {self.name!r}", "flow_run_name", self.flow_run_name, run.parameters)
         enter_flow_state(run, "Pending")
         return run, ctx, bound
 
@@ -157,8 +164,30 @@ class Flow:
     def _outcome(state: Any, return_state: bool) -> Any:
         return state if return_state else state.result()
 
+
+    # -- hooks as decorators: @my_flow.on_failure ----------------------------------------------
+
+    def on_completion(self, fn: Callable) -> Callable:
+        """Add a hook called when a run completes: `@my_flow.on_completion`."""
+        self.on_completion_hooks.append(_hook(self, "on_completion", fn))
+        return fn
+
+    def on_failure(self, fn: Callable) -> Callable:
+        """Add a hook called when a run fails: `@my_flow.on_failure`."""
+        self.on_failure_hooks.append(_hook(self, "on_failure", fn))
+        return fn
+
+    def on_crashed(self, fn: Callable) -> Callable:
+        """Add a hook called when a run crashes: `@my_flow.on_crashed`."""
+        self.on_crashed_hooks.append(_hook(self, "on_crashed", fn))
+        return fn
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
+
+
+def _hook(owner: Any, option: str, fn: Any) -> Callable:
+    return check_hooks(f"{owner!r}", option, fn)[0]
 
 
 def _crashed(run: FlowRun, exc: BaseException) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from nbflow.errors import TaskDefinitionError
+from nbflow.errors import ReservedArgumentError, TaskDefinitionError
 
 
 def check_hooks(owner: str, option: str, hooks: Any) -> list[Callable]:
@@ -27,13 +27,62 @@ def check_hooks(owner: str, option: str, hooks: Any) -> list[Callable]:
 
 
 def check_timeout(owner: str, timeout_seconds: Any) -> float | None:
-    if timeout_seconds is None:
+    """Seconds, or None for no limit; 0 means no limit too (as in Prefect)."""
+    if timeout_seconds is None or (timeout_seconds == 0 and not isinstance(timeout_seconds, bool)):
         return None
-    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or timeout_seconds <= 0:
+    if isinstance(timeout_seconds, bool) or not isinstance(timeout_seconds, (int, float)) or timeout_seconds < 0:
         raise TaskDefinitionError(
-            f"{owner}: timeout_seconds must be a number of seconds > 0; got {timeout_seconds!r}."
+            f"{owner}: timeout_seconds must be a number of seconds >= 0 (0: no limit); got {timeout_seconds!r}."
         )
     return float(timeout_seconds)
+
+
+#: names a task's or flow's function may not use: the engine takes them from the call.
+RESERVED_PARAMETERS = ("wait_for", "return_state")
+
+
+def check_reserved(owner: str, fn: Callable) -> None:
+    """Refuse a function with a parameter the call itself takes (wait_for=, return_state=)."""
+    import inspect
+
+    try:
+        names = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    for reserved in RESERVED_PARAMETERS:
+        if reserved in names:
+            raise ReservedArgumentError(
+                f"{owner}: '{reserved}' is a reserved argument name and cannot be used: every call takes "
+                f"{reserved}= itself. Rename the function's parameter.")
+
+
+def check_run_name(owner: str, option: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str) and not callable(value):
+        raise TaskDefinitionError(f"{owner}: {option} must be a string template such as 'etl-{{day}}' or a "
+                                  f"function returning a string; got {type(value).__name__} {value!r}.")
+
+
+def run_name(owner: str, option: str, template: Any, parameters: dict[str, Any]) -> str:
+    """A run's name from its `flow_run_name`/`task_run_name`: a template filled with the call's
+    parameters, or a function called with `parameters=` when it takes it, else with nothing."""
+    import inspect
+
+    if callable(template):
+        try:
+            takes = "parameters" in inspect.signature(template).parameters
+        except (TypeError, ValueError):
+            takes = False
+        name = template(parameters=dict(parameters)) if takes else template()
+        if not isinstance(name, str):
+            raise TypeError(f"{owner}: the callable {getattr(template, '__name__', template)!r} for '{option}' "
+                            f"returned type {type(name).__name__} but a string is required.")
+        return name
+    try:
+        return template.format(**parameters)
+    except KeyError as exc:
+        raise TaskDefinitionError(
+            f"{owner}: {option} {template!r} names {{{exc.args[0]}}}, which is not a parameter of the call; "
+            f"the parameters are {', '.join(parameters) or '(none)'}.") from None
 
 
 def check_callable(owner: str, option: str, value: Any) -> None:

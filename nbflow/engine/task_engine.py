@@ -85,7 +85,7 @@ def handle_upstream_failure(task: Any, run: TaskRun, inputs: Inputs) -> State:
 def handle_cache_hit(task: Any, run: TaskRun, value: Any, flow_ctx: FlowRunContext | None) -> State:
     state = enter_task_state(run, "Cached", "Result loaded from cache", data=value)
     _remember_result(flow_ctx, value, run)
-    _run_hooks(task, task.on_completion, run, state)
+    _run_hooks(task, task.on_completion_hooks, run, state)
     return state
 
 
@@ -108,7 +108,7 @@ def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
     _remember_result(flow_ctx, value, run)
     if logger.isEnabledFor(logging.DEBUG):
         task_run_logger(run).debug("Finished in state %r", state)
-    _run_hooks(task, task.on_completion, run, state)
+    _run_hooks(task, task.on_completion_hooks, run, state)
     return state
 
 
@@ -151,7 +151,7 @@ def handle_crash(task: Any, run: TaskRun, exc: BaseException) -> State:
 
 def _finish(task: Any, run: TaskRun, name: str, message: str, *, exception: BaseException) -> State:
     state = enter_task_state(run, name, message, exception=exception)
-    _run_hooks(task, task.on_failure, run, state)
+    _run_hooks(task, task.on_failure_hooks, run, state)
     return state
 
 

@@ -15,7 +15,7 @@ from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.annotations import BaseAnnotation, unmapped
 from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream
 from nbflow.engine.models import TaskRun, new_run_id
-from nbflow.engine.options import check_callable, check_hooks, check_tags, check_timeout
+from nbflow.engine.options import check_callable, check_hooks, check_reserved, check_tags, check_timeout
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.states import State
 from nbflow.engine.task_engine import task_run_steps
@@ -44,6 +44,7 @@ class Task:
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         owner = f"@task {self.name!r}"
+        check_reserved(owner, fn)
         self.description = description or inspect.getdoc(fn)
         self.tags = check_tags(owner, tags)
         self.version = version
@@ -67,8 +68,8 @@ class Task:
         self.refresh_cache = bool(refresh_cache)
         self.persist_result = persist_result
         self.log_prints = log_prints
-        self.on_completion = check_hooks(owner, "on_completion", on_completion)
-        self.on_failure = check_hooks(owner, "on_failure", on_failure)
+        self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
+        self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
         self._signature: inspect.Signature | None = None
@@ -172,6 +173,19 @@ class Task:
         enter_task_state(run, "Pending")
         return run
 
+
+    # -- hooks as decorators: @my_task.on_failure ----------------------------------------------
+
+    def on_completion(self, fn: Callable) -> Callable:
+        """Add a hook called when a run completes: `@my_task.on_completion`."""
+        self.on_completion_hooks.append(_hook(self, "on_completion", fn))
+        return fn
+
+    def on_failure(self, fn: Callable) -> Callable:
+        """Add a hook called when a run fails: `@my_task.on_failure`."""
+        self.on_failure_hooks.append(_hook(self, "on_failure", fn))
+        return fn
+
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
 
@@ -197,6 +211,10 @@ class _BoundTask:
 
     def map(self, *args: Any, **kwargs: Any) -> FutureList:
         return self.task.map(unmapped(self.instance), *args, **kwargs)
+
+
+def _hook(owner: Any, option: str, fn: Any) -> Callable:
+    return check_hooks(f"{owner!r}", option, fn)[0]
 
 
 def _merge_upstream(run: TaskRun, found: list[str]) -> None:

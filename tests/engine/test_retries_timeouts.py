@@ -215,7 +215,7 @@ def test_on_crashed_hook_and_crashed_state_on_interrupt() -> None:
     ({"retry_delay_seconds": -3}, "retry_delay_seconds must be >= 0"),
     ({"retry_delay_seconds": "soon"}, "retry_delay_seconds must be a number"),
     ({"retry_jitter_factor": -1}, "retry_jitter_factor must be a number >= 0"),
-    ({"timeout_seconds": 0}, "timeout_seconds must be a number of seconds > 0"),
+    ({"timeout_seconds": -1}, "timeout_seconds must be a number of seconds >= 0"),
     ({"on_failure": ["not callable"]}, "must be callable"),
     ({"on_completion": 42}, "must be a list of callables"),
     ({"retry_condition_fn": 3}, "retry_condition_fn must be callable"),
