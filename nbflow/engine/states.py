@@ -109,6 +109,15 @@ class State:
         """The exception that ended the run, for failed, crashed and cancelled states."""
         return self._exception
 
+    @property
+    def data(self) -> Any:
+        """What the state holds: the result of a completed run, the exception of a failed one."""
+        return self._data if self._exception is None else self._exception
+
+    async def aresult(self, raise_on_failure: bool = True) -> Any:
+        """As result(), for async code (Prefect's `await state.aresult()`)."""
+        return self.result(raise_on_failure=raise_on_failure)
+
     def result(self, raise_on_failure: bool = True) -> Any:
         """The run's return value; for a failed run, raise its exception (or return it)."""
         if self.type is StateType.COMPLETED:
@@ -157,18 +166,110 @@ def next_state(current: State | None, name: str, history: list[str] | tuple[str,
     return State(name, **fields)
 
 
-# Constructors with Prefect's names, for flows that return states explicitly.
-def Completed(message: str | None = None, data: Any = None) -> State:  # noqa: N802
-    return State("Completed", message, data=data)
+# Constructors with Prefect's names, for flows and tasks that return states explicitly.
+def _made(name: str, message: str | None, data: Any, timestamp: float | None = None) -> State:
+    if isinstance(data, BaseException) and STATE_TYPES[name] in (StateType.FAILED, StateType.CRASHED,
+                                                                 StateType.CANCELLED):
+        return State(name, message, exception=data, timestamp=timestamp)  # Prefect keeps it in data
+    return State(name, message, data=data, timestamp=timestamp)
 
 
-def Failed(message: str | None = None, exception: BaseException | None = None) -> State:  # noqa: N802
-    return State("Failed", message, exception=exception)
+def Scheduled(message: str | None = None, data: Any = None, *, scheduled_time: Any = None,  # noqa: N802
+              timestamp: float | None = None) -> State:
+    """A run to start later (`scheduled_time` is kept as the state's timestamp when it is a number)."""
+    when = scheduled_time.timestamp() if hasattr(scheduled_time, "timestamp") else scheduled_time
+    return _made("Scheduled", message, data, when if when is not None else timestamp)
 
 
-def Cancelled(message: str | None = None) -> State:  # noqa: N802
-    return State("Cancelled", message)
+def Pending(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
+    return _made("Pending", message, data, kw.get("timestamp"))
 
 
-def Crashed(message: str | None = None) -> State:  # noqa: N802
-    return State("Crashed", message)
+def Running(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
+    return _made("Running", message, data, kw.get("timestamp"))
+
+
+def Retrying(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
+    return _made("Retrying", message, data, kw.get("timestamp"))
+
+
+def Completed(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
+    return _made("Completed", message, data, kw.get("timestamp"))
+
+
+def Failed(message: str | None = None, exception: BaseException | None = None, *,  # noqa: N802
+           data: Any = None, **kw: Any) -> State:
+    return _made("Failed", message, exception if exception is not None else data, kw.get("timestamp"))
+
+
+def TimedOut(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
+    return _made("TimedOut", message, data, kw.get("timestamp"))
+
+
+def Cancelled(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
+    return _made("Cancelled", message, data, kw.get("timestamp"))
+
+
+def Crashed(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
+    return _made("Crashed", message, data, kw.get("timestamp"))
+
+
+# Helpers with Prefect's names (prefect.states).
+def get_state_exception(state: State) -> BaseException:
+    """The exception a failed, crashed or cancelled state stands for; ValueError for any other."""
+    if state.type not in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+        raise ValueError(f"Expected a failed, crashed or cancelled state; got {state!r}.")
+    return state.exception or _error_for(state)
+
+
+def raise_state_exception(state: State) -> None:
+    """Raise the exception of a failed, crashed or cancelled state; do nothing for any other."""
+    if state.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+        raise get_state_exception(state)
+
+
+def is_state_iterable(value: Any) -> bool:
+    """True for a non-empty list, tuple or set holding only states."""
+    return isinstance(value, (list, tuple, set, frozenset)) and bool(value) and \
+        all(isinstance(v, State) for v in value)
+
+
+def return_value_to_state(value: Any) -> State:
+    """The state a returned value stands for: a state itself; for several states, Completed if all
+    completed, else Cancelled or Failed with "n/m states cancelled/failed."; else Completed with it."""
+    if isinstance(value, State):
+        return value
+    if is_state_iterable(value):
+        states = list(value)
+        cancelled = [s for s in states if s.is_cancelled()]
+        failed = [s for s in states if s.is_failed() or s.is_crashed()]
+        if cancelled:
+            return State("Cancelled", f"{len(cancelled)}/{len(states)} states cancelled.", data=value)
+        if failed:
+            return State("Failed", f"{len(failed)}/{len(states)} states failed.", data=value)
+        if not all(s.is_completed() for s in states):
+            return State("Failed", f"{sum(not s.is_final() for s in states)}/{len(states)} states are not "
+                         f"final.", data=value)
+        return State("Completed", "All states completed.", data=value)
+    return State("Completed", data=value)
+
+
+def exception_to_failed_state(exc: BaseException | None = None, message: str | None = None) -> State:
+    """A Failed state for an exception raised by user code (the one being handled when None)."""
+    import sys
+
+    exc = exc if exc is not None else sys.exc_info()[1]
+    if exc is None:
+        raise ValueError("exception_to_failed_state() needs an exception: none is being handled here.")
+    return State("Failed", message or f"{type(exc).__name__}: {exc}", exception=exc)
+
+
+def exception_to_crashed_state(exc: BaseException) -> State:
+    """A Crashed state for an exception that broke the process or infrastructure (not user code)."""
+    if isinstance(exc, KeyboardInterrupt):
+        message = "Execution was aborted by an interrupt signal."
+    elif isinstance(exc, SystemExit):
+        message = "Execution was aborted by Python system exit call."
+    else:
+        message = f"Execution was interrupted by an unexpected exception: {type(exc).__name__}: {exc}"
+    return State("Crashed", message, exception=exc)

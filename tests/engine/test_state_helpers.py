@@ -1,0 +1,65 @@
+"""Prefect's state constructors and helpers (prefect.states) under nbflow.states."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from nbflow import flow
+from nbflow.states import (
+    Cancelled, Completed, Crashed, Failed, Pending, Retrying, Running, Scheduled, StateType, TimedOut,
+    exception_to_crashed_state, exception_to_failed_state, get_state_exception, is_state_iterable,
+    raise_state_exception, return_value_to_state,
+)
+
+
+def test_constructors_take_message_and_data():
+    assert Completed(data=3).result() == 3 and Completed(message="ok").message == "ok"
+    assert [s.type for s in (Pending(), Running(), Retrying(), Scheduled(), TimedOut())] == [
+        StateType.PENDING, StateType.RUNNING, StateType.RUNNING, StateType.SCHEDULED, StateType.FAILED]
+    error = ValueError("bad row")
+    failed = Failed(message="it broke", data=error)
+    assert failed.data is error and failed.exception is error and failed.is_failed()
+    with pytest.raises(ValueError, match="bad row"):
+        failed.result()
+    assert failed.result(raise_on_failure=False) is error
+    assert Failed("positional", error).exception is error
+    assert Crashed(message="gone").is_crashed() and Cancelled().is_cancelled()
+    assert asyncio.run(Completed(data="x").aresult()) == "x"
+
+
+def test_state_exception_helpers():
+    error = KeyError("k")
+    assert get_state_exception(Failed(data=error)) is error
+    assert "gone" in str(get_state_exception(Crashed(message="gone")))
+    with pytest.raises(ValueError, match="Expected a failed"):
+        get_state_exception(Completed())
+    raise_state_exception(Completed())  # nothing to raise
+    with pytest.raises(KeyError):
+        raise_state_exception(Failed(data=error))
+    try:
+        raise RuntimeError("inside")
+    except RuntimeError:
+        handled = exception_to_failed_state()
+    assert handled.is_failed() and handled.message == "RuntimeError: inside"
+    assert exception_to_crashed_state(KeyboardInterrupt()).message == "Execution was aborted by an interrupt signal."
+    assert exception_to_crashed_state(SystemExit()).is_crashed()
+
+
+def test_state_iterables_and_returned_values():
+    assert is_state_iterable([Completed(), Failed()]) and not is_state_iterable([]) and not is_state_iterable([1])
+    assert return_value_to_state(5).result() == 5
+    mixed = return_value_to_state([Completed(), Failed(), Failed()])
+    assert mixed.is_failed() and mixed.message == "2/3 states failed."
+    assert return_value_to_state([Completed(), Cancelled()]).message == "1/2 states cancelled."
+    assert return_value_to_state([Completed(), Completed()]).is_completed()
+
+
+def test_a_flow_returning_a_failed_state_fails():
+    @flow
+    def returns_state() -> object:
+        return Failed(message="told to fail")
+
+    state = returns_state(return_state=True)
+    assert state.is_failed() and "told to fail" in state.message
