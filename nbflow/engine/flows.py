@@ -13,6 +13,7 @@ from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.flow_engine import flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
 from nbflow.engine.options import check_hooks, check_reserved, check_run_name, check_tags, check_timeout, run_name
+from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.parameters import bind_parameters, type_hints, validate
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.task_runners import TaskRunner
@@ -20,7 +21,7 @@ from nbflow.engine.transitions import enter_flow_state
 from nbflow.errors import ParameterTypeError, TaskDefinitionError
 
 
-class Flow:
+class Flow(HookDecorators):
     """A function whose calls are recorded as flow runs; tasks called inside belong to them."""
 
     def __init__(self, fn: Callable, *, name: str | None = None, version: str | None = None,
@@ -164,30 +165,12 @@ class Flow:
     def _outcome(state: Any, return_state: bool) -> Any:
         return state if return_state else state.result()
 
-
-    # -- hooks as decorators: @my_flow.on_failure ----------------------------------------------
-
-    def on_completion(self, fn: Callable) -> Callable:
-        """Add a hook called when a run completes: `@my_flow.on_completion`."""
-        self.on_completion_hooks.append(_hook(self, "on_completion", fn))
-        return fn
-
-    def on_failure(self, fn: Callable) -> Callable:
-        """Add a hook called when a run fails: `@my_flow.on_failure`."""
-        self.on_failure_hooks.append(_hook(self, "on_failure", fn))
-        return fn
-
     def on_crashed(self, fn: Callable) -> Callable:
         """Add a hook called when a run crashes: `@my_flow.on_crashed`."""
-        self.on_crashed_hooks.append(_hook(self, "on_crashed", fn))
-        return fn
+        return self._add_hook("on_crashed", fn)
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
-
-
-def _hook(owner: Any, option: str, fn: Any) -> Callable:
-    return check_hooks(f"{owner!r}", option, fn)[0]
 
 
 def _crashed(run: FlowRun, exc: BaseException) -> None:

@@ -144,6 +144,14 @@ def _upstream_state(future: TaskRunFuture, found: Inputs, allow_failed: bool = F
     return state
 
 
+def _future_value(future: TaskRunFuture, found: Inputs, allow_failed: bool) -> Any:
+    """What a future passes to a task: its result; with allow_failure, a failed upstream's exception."""
+    state = _upstream_state(future, found, allow_failed)
+    if state.is_completed() or allow_failed:
+        return state.result(raise_on_failure=False)
+    return None
+
+
 def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | None,
              allow_failed: bool = False) -> Any:
     kind = type(value)
@@ -152,10 +160,7 @@ def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | No
             _edge_from_result(value, found, results)
         return value
     if kind is TaskRunFuture:
-        state = _upstream_state(value, found, allow_failed)
-        if state.is_completed() or allow_failed:
-            return state.result(raise_on_failure=False)  # a failed upstream's exception (allow_failure)
-        return None
+        return _future_value(value, found, allow_failed)
     if kind is FutureList:
         return [_resolve(v, found, results, allow_failed) for v in value]
     if kind in _ANNOTATIONS:
@@ -183,10 +188,7 @@ def _annotated(value: BaseAnnotation, found: Inputs, results: dict[int, tuple[An
     if kind is quote:
         return inner
     if kind is opaque:
-        if type(inner) is TaskRunFuture:
-            state = _upstream_state(inner, found, allow_failed)
-            return state.result(raise_on_failure=False) if state.is_completed() or allow_failed else None
-        return inner
+        return _future_value(inner, found, allow_failed) if type(inner) is TaskRunFuture else inner
     return _resolve(inner, found, results, allow_failed or kind is allow_failure)
 
 

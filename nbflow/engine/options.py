@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from nbflow.errors import ReservedArgumentError, TaskDefinitionError
@@ -43,8 +44,6 @@ RESERVED_PARAMETERS = ("wait_for", "return_state")
 
 def check_reserved(owner: str, fn: Callable) -> None:
     """Refuse a function with a parameter the call itself takes (wait_for=, return_state=)."""
-    import inspect
-
     try:
         names = inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -65,8 +64,6 @@ def check_run_name(owner: str, option: str, value: Any) -> None:
 def run_name(owner: str, option: str, template: Any, parameters: dict[str, Any]) -> str:
     """A run's name from its `flow_run_name`/`task_run_name`: a template filled with the call's
     parameters, or a function called with `parameters=` when it takes it, else with nothing."""
-    import inspect
-
     if callable(template):
         try:
             takes = "parameters" in inspect.signature(template).parameters

@@ -13,6 +13,7 @@ from nbflow.engine.calls import call_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.annotations import BaseAnnotation, unmapped
+from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream
 from nbflow.engine.models import TaskRun, new_run_id
 from nbflow.engine.options import check_callable, check_hooks, check_reserved, check_tags, check_timeout
@@ -27,7 +28,7 @@ _runner_lock = threading.Lock()
 _default_runner: TaskRunner | None = None
 
 
-class Task:
+class Task(HookDecorators):
     """A function whose calls are recorded as task runs, with retries, timeouts and caching."""
 
     def __init__(self, fn: Callable, *, name: str | None = None, description: str | None = None,
@@ -173,19 +174,6 @@ class Task:
         enter_task_state(run, "Pending")
         return run
 
-
-    # -- hooks as decorators: @my_task.on_failure ----------------------------------------------
-
-    def on_completion(self, fn: Callable) -> Callable:
-        """Add a hook called when a run completes: `@my_task.on_completion`."""
-        self.on_completion_hooks.append(_hook(self, "on_completion", fn))
-        return fn
-
-    def on_failure(self, fn: Callable) -> Callable:
-        """Add a hook called when a run fails: `@my_task.on_failure`."""
-        self.on_failure_hooks.append(_hook(self, "on_failure", fn))
-        return fn
-
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
 
@@ -211,10 +199,6 @@ class _BoundTask:
 
     def map(self, *args: Any, **kwargs: Any) -> FutureList:
         return self.task.map(unmapped(self.instance), *args, **kwargs)
-
-
-def _hook(owner: Any, option: str, fn: Any) -> Callable:
-    return check_hooks(f"{owner!r}", option, fn)[0]
 
 
 def _merge_upstream(run: TaskRun, found: list[str]) -> None:
