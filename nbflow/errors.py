@@ -7,8 +7,8 @@ class NbflowError(Exception):
     """Base class of every error nbflow raises on purpose."""
 
 
-class TaskDefinitionError(NbflowError, ValueError):
-    """A @task or @flow was declared with an invalid option."""
+class TaskDefinitionError(NbflowError, ValueError, TypeError):
+    """A @task or @flow was declared with an invalid option (Prefect raises ValueError or TypeError)."""
 
 
 class ReservedArgumentError(NbflowError, TypeError):
@@ -109,6 +109,10 @@ class TimedOutError(NbflowError, TimeoutError):
 
 class CancelledRunError(NbflowError):
     """The run was cancelled."""
+
+
+class PausedRunError(NbflowError):
+    """The run is paused: its result is not available (Prefect's PausedRun)."""
 
 
 class CrashedRunError(NbflowError):

@@ -12,11 +12,14 @@ if TYPE_CHECKING:
     from nbflow.engine.models import FlowRun, TaskRun
 
 
+NOT_SET = object()
+
+
 class FlowRunContext:
     """The flow run being executed, with what its tasks share."""
 
     __slots__ = ("flow", "flow_run", "task_runner", "futures", "results", "log_prints",
-                 "parent", "is_async", "_own_runner")
+                 "parent", "is_async", "_own_runner", "return_value")
 
     def __init__(self, flow: Any, flow_run: "FlowRun", *, task_runner: Any, log_prints: bool,
                  parent: "FlowRunContext | None", is_async: bool) -> None:
@@ -32,6 +35,8 @@ class FlowRunContext:
         self.parent = parent
         self.is_async = is_async
         self._own_runner = False
+        #: what the flow's body returned, futures replaced by their states (NOT_SET until then).
+        self.return_value: Any = NOT_SET
 
     @property
     def flow_run_id(self) -> str:

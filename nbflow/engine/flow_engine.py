@@ -1,23 +1,23 @@
 """The flow run loop: run the body, wait for its task runs, decide the final state.
 
-A flow's final state follows Prefect: an exception fails it; a returned state or
-future (or a list of them) decides it; a flow that returns nothing fails when a
-task run it submitted failed and nothing handled it; otherwise it completed.
+A flow's final state follows Prefect 3: an exception fails it; a returned state, future
+or collection of them decides it (states.return_value_to_state); anything else completes
+it, whatever happened to task runs it did not return.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from nbflow.engine.context import FlowRunContext, flow_run_context
+from nbflow.engine.context import NOT_SET, FlowRunContext, flow_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
-from nbflow.engine.futures import TaskRunFuture, wait
+from nbflow.engine.futures import resolve_futures_to_states, wait
 from nbflow.engine.hooks import run_hooks
 from nbflow.engine.models import FlowRun
 from nbflow.engine.retries import retry_delay
 from nbflow.engine.run_logging import flow_run_logger, install_print_hook, log_prints_enabled
-from nbflow.engine.states import State
-from nbflow.engine.transitions import enter_flow_state
+from nbflow.engine.states import InvalidTransitionError, State, return_value_to_state
+from nbflow.engine.transitions import enter_flow_state, enter_returned_state
 from nbflow.errors import TimedOutError
 from nbflow.store.buffer import recorder
 
@@ -26,7 +26,7 @@ def flow_run_steps(flow: Any, run: FlowRun, args: tuple, kwargs: dict, ctx: Flow
                    invoke: Any) -> Steps:
     """The life of one flow run, from Pending to a final state."""
     log = flow_run_logger(run)
-    enter_flow_state(run, "Running")
+    running = enter_flow_state(run, "Running")
     log.info("Beginning flow run '%s' for flow '%s'", run.id[:8] if run.name == run.flow_name else run.name,
              flow.name)
     token = flow_run_context.set(ctx)
@@ -34,15 +34,17 @@ def flow_run_steps(flow: Any, run: FlowRun, args: tuple, kwargs: dict, ctx: Flow
     if ctx.log_prints:
         install_print_hook()
     try:
+        _run_hooks(flow, flow.on_running_hooks, run, running)
         while True:
             run.run_count += 1
+            ctx.return_value = NOT_SET
             ok, value = yield Call(invoke, flow.fn, args, kwargs, flow.is_async, flow.timeout_seconds)
             if ok:
                 state = final_state(run, value, ctx)
             elif not isinstance(value, Exception):
                 return handle_crash(flow, run, ctx, value)
             else:
-                state = failed_state(run, value, ctx)
+                state = failed_state(flow, run, value, ctx)
             if not state.is_failed() or run.run_count > flow.retries:
                 return finish(flow, run, ctx, state)
             delay = retry_delay(flow.retry_delays, run.run_count, None)
@@ -60,44 +62,43 @@ def flow_run_steps(flow: Any, run: FlowRun, args: tuple, kwargs: dict, ctx: Flow
 
 
 def final_state(run: FlowRun, value: Any, ctx: FlowRunContext) -> State:
-    """The state a flow's return value (and its unhandled task runs) imply."""
+    """The state the flow's return value puts it in, by Prefect 3's rules (states.return_value_to_state):
+    futures count as their final states; task runs it did not return do not decide it."""
+    resolved = resolve_futures_to_states(value)
+    ctx.return_value = resolved
+    return return_value_to_state(resolved)
+
+
+def failed_state(flow: Any, run: FlowRun, exc: Exception, ctx: FlowRunContext) -> State:
+    """The state an exception from the flow's body implies, logged as Prefect logs it."""
+    log = flow_run_logger(run)
+    if isinstance(exc, TimedOutError):
+        message = f"Flow run exceeded timeout of {flow.timeout_seconds:g} second(s)"
+        log.error(message)
+        return State("TimedOut", message, exception=exc)
+    log.error("Encountered exception during execution: %r", exc, exc_info=(type(exc), exc, exc.__traceback__))
     wait(ctx.futures)
-    returned = _states_in(value)
-    if returned is not None:
-        bad = [s for s in returned if not s.is_completed()]
-        if bad:
-            worst = bad[0]
-            return State("Failed", f"{len(bad)}/{len(returned)} returned states did not complete: "
-                         f"{worst.name}: {worst.message}", exception=worst.exception)
-        return State("Completed", data=value if not isinstance(value, State) else value.result(False))
-    if value is None:
-        failed = [f for f in ctx.futures if not f.state.is_completed()]
-        if failed:
-            first = failed[0]
-            return State("Failed", f"{len(failed)}/{len(ctx.futures)} task runs did not complete; "
-                         f"first: '{first.task_run.task_name}' {first.state.name}: {first.state.message}",
-                         exception=first.state.exception)
-    return State("Completed", data=value)
-
-
-def failed_state(run: FlowRun, exc: Exception, ctx: FlowRunContext) -> State:
-    name = "TimedOut" if isinstance(exc, TimedOutError) else "Failed"
-    if name == "Failed":
-        wait(ctx.futures)
-    return State(name, f"{type(exc).__name__}: {exc}", exception=exc)
+    return State("Failed", f"Flow run encountered an exception: {type(exc).__name__}: {exc}", exception=exc)
 
 
 def finish(flow: Any, run: FlowRun, ctx: FlowRunContext, outcome: State) -> State:
-    state = enter_flow_state(run, outcome.name, outcome.message, data=outcome._data,
-                             exception=outcome.exception)
+    wait(ctx.futures)  # nbflow waits for the task runs a flow leaves behind: none is lost
+    try:
+        state = enter_returned_state(run, outcome)
+    except InvalidTransitionError:
+        state = enter_flow_state(run, "Failed", f"The flow returned state {outcome}, which cannot end a run; "
+                                 "return a final state (Completed, Failed, Cancelled) or Paused.")
     log = flow_run_logger(run)
     if state.is_completed():
-        log.info("Finished in state %r", state)
+        log.info("Finished in state %s", state)
         _run_hooks(flow, flow.on_completion_hooks, run, state)
+    elif state.is_paused():
+        log.info("Finished in state %s", state)
+    elif state.is_cancelled():
+        log.info("Finished in state %s", state)
+        _run_hooks(flow, flow.on_cancellation_hooks, run, state)
     else:
-        exc = state.exception
-        log.error("Finished in state %r", state,
-                  exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None)
+        log.error("Finished in state %s", state)
         _run_hooks(flow, flow.on_failure_hooks, run, state)
     if run.parent_flow_run_id is None:
         recorder.flush_soon()
@@ -113,17 +114,6 @@ def handle_crash(flow: Any, run: FlowRun, ctx: FlowRunContext, exc: BaseExceptio
     raise exc
 
 
-def _states_in(value: Any) -> list[State] | None:
-    """States a flow returned (directly, as futures, or in a list/tuple), else None."""
-    if isinstance(value, State):
-        return [value]
-    if isinstance(value, TaskRunFuture):
-        return [value.final_state()]
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (State, TaskRunFuture)) for v in value):
-        return [v if isinstance(v, State) else v.final_state() for v in value]
-    return None
-
-
 def _close_runner(ctx: FlowRunContext) -> None:
     if ctx._own_runner and ctx.task_runner is not None:
         # A timed-out flow does not wait for the task runs it leaves behind.
@@ -132,4 +122,5 @@ def _close_runner(ctx: FlowRunContext) -> None:
 
 
 def _run_hooks(flow: Any, hooks: list, run: FlowRun, state: State) -> None:
-    run_hooks(flow, hooks, run, state, flow_run_logger(run))
+    if hooks:
+        run_hooks(flow, hooks, run, state, flow_run_logger(run))

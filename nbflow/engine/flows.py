@@ -8,7 +8,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from nbflow.engine.calls import call_sync, run_coro_sync
-from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context, with_tags
+from nbflow.engine.context import NOT_SET, FlowRunContext, flow_run_context, task_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.flow_engine import flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
@@ -16,6 +16,7 @@ from nbflow.engine.options import check_hooks, check_reserved, check_run_name, c
 from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.parameters import bind_parameters, type_hints, validate
 from nbflow.engine.retries import check_retry_options
+from nbflow.engine.states import State
 from nbflow.engine.task_runners import TaskRunner
 from nbflow.engine.transitions import enter_flow_state
 from nbflow.errors import ParameterTypeError, TaskDefinitionError
@@ -30,6 +31,7 @@ class Flow(HookDecorators):
                  log_prints: bool = False, validate_parameters: bool = True,
                  tags: Iterable[str] | None = None, on_completion: list[Callable] | None = None,
                  on_failure: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
+                 on_cancellation: list[Callable] | None = None, on_running: list[Callable] | None = None,
                  flow_run_name: str | Callable[..., str] | None = None) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@flow needs a function; got {type(fn).__name__} {fn!r}.")
@@ -56,6 +58,8 @@ class Flow(HookDecorators):
         self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
         self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
         self.on_crashed_hooks = check_hooks(owner, "on_crashed", on_crashed)
+        self.on_cancellation_hooks = check_hooks(owner, "on_cancellation", on_cancellation)
+        self.on_running_hooks = check_hooks(owner, "on_running", on_running)
         check_run_name(owner, "flow_run_name", flow_run_name)
         self.flow_run_name = flow_run_name
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -66,6 +70,7 @@ class Flow(HookDecorators):
             retry_delay_seconds=retry_delay_seconds, timeout_seconds=timeout_seconds,
             task_runner=task_runner, log_prints=log_prints, validate_parameters=validate_parameters,
             tags=tags, on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed,
+            on_cancellation=on_cancellation, on_running=on_running,
             flow_run_name=flow_run_name)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -121,7 +126,7 @@ class Flow(HookDecorators):
         except BaseException as exc:
             _crashed(run, exc)
             raise
-        return self._outcome(state, return_state)
+        return self._outcome(state, return_state, ctx)
 
     async def _run_async(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
                          return_state: bool) -> Any:
@@ -133,7 +138,7 @@ class Flow(HookDecorators):
         except BaseException as exc:
             _crashed(run, exc)
             raise
-        return self._outcome(state, return_state)
+        return self._outcome(state, return_state, ctx)
 
     def _start(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
                is_async: bool) -> tuple[FlowRun, FlowRunContext, inspect.BoundArguments | None]:
@@ -162,12 +167,23 @@ class Flow(HookDecorators):
         return run, ctx, bound
 
     @staticmethod
-    def _outcome(state: Any, return_state: bool) -> Any:
-        return state if return_state else state.result()
+    def _outcome(state: Any, return_state: bool, ctx: FlowRunContext | None = None) -> Any:
+        """What a call hands back: the state; else what the body returned (futures as states, as
+        Prefect does) unless that was a state; else the state's result."""
+        if return_state:
+            return state
+        returned = ctx.return_value if ctx is not None else NOT_SET
+        if returned is not NOT_SET and not isinstance(returned, State):
+            return returned
+        return state._result(True)
 
     def on_crashed(self, fn: Callable) -> Callable:
         """Add a hook called when a run crashes: `@my_flow.on_crashed`."""
         return self._add_hook("on_crashed", fn)
+
+    def on_cancellation(self, fn: Callable) -> Callable:
+        """Add a hook called when a run is cancelled: `@my_flow.on_cancellation`."""
+        return self._add_hook("on_cancellation", fn)
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"

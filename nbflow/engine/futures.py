@@ -52,7 +52,7 @@ class TaskRunFuture:
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """The task's return value; raises its exception if it failed (unless told not to)."""
-        return self.final_state(timeout).result(raise_on_failure=raise_on_failure)
+        return self.final_state(timeout)._result(raise_on_failure)
 
     def add_done_callback(self, fn: Any) -> None:
         """Call `fn(future)` when the run finishes."""
@@ -148,7 +148,7 @@ def _future_value(future: TaskRunFuture, found: Inputs, allow_failed: bool) -> A
     """What a future passes to a task: its result; with allow_failure, a failed upstream's exception."""
     state = _upstream_state(future, found, allow_failed)
     if state.is_completed() or allow_failed:
-        return state.result(raise_on_failure=False)
+        return state._result(False)
     return None
 
 
@@ -196,3 +196,42 @@ def _edge_from_result(value: Any, found: Inputs, results: dict[int, tuple[Any, A
     hit = results.get(id(value))
     if hit is not None and hit[0] is value:
         found.upstream.append(hit[1].id)
+
+
+def resolve_futures_to_states(expr: Any) -> Any:
+    """`expr` with every future inside (lists, tuples, sets, dicts; not inside quote()) replaced by
+    its final state, waiting for each (Prefect's resolve_futures_to_states)."""
+    return _replace_futures(expr, lambda f: f.final_state())
+
+
+def resolve_futures_to_results(expr: Any) -> Any:
+    """`expr` with every future inside replaced by its result; raises if one did not complete."""
+    def result(future: TaskRunFuture) -> Any:
+        state = future.final_state()
+        if not state.is_completed():
+            raise RuntimeError(f"At least one result did not complete successfully: task run "
+                               f"'{future.task_run.task_name}' ended {state.name}: {state.message}")
+        return state._result(True)
+
+    return _replace_futures(expr, result)
+
+
+def _replace_futures(expr: Any, fn: Any) -> Any:
+    if isinstance(expr, TaskRunFuture):
+        return fn(expr)
+    kind = type(expr)
+    if kind in _SCALARS or kind is quote:
+        return expr
+    if isinstance(expr, (list, tuple, set, frozenset)):
+        items = [_replace_futures(v, fn) for v in expr]
+        if all(a is b for a, b in zip(items, expr)):
+            return expr
+        if kind is FutureList:
+            return items
+        return kind(*items) if hasattr(expr, "_fields") else kind(items)  # namedtuples take fields
+    if isinstance(expr, dict):
+        pairs = {k: _replace_futures(v, fn) for k, v in expr.items()}
+        if all(pairs[k] is v for k, v in expr.items()):
+            return expr
+        return kind(pairs) if kind is not dict else pairs
+    return expr

@@ -1,19 +1,30 @@
-"""Hooks (on_completion, on_failure, on_crashed): called with the definition, the run and its state."""
+"""Hooks (on_running, on_completion, on_failure, on_cancellation, on_crashed): called with the
+definition, the run and its state."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from nbflow.engine.options import check_hooks
 
 
 def run_hooks(owner: Any, hooks: list[Callable], run: Any, state: Any, logger: Any) -> None:
-    """Call each hook; one that raises is logged on the run and changes nothing."""
+    """Call each hook (awaiting an async one), with Prefect's log lines; one that raises is logged
+    on the run and changes nothing."""
     for hook in hooks:
+        name = getattr(hook, "__name__", repr(hook))
+        logger.info("Running hook %r in response to entering state %r", name, state.name)
         try:
-            hook(owner, run, state)
+            outcome = hook(owner, run, state)
+            if inspect.isawaitable(outcome):
+                from nbflow.engine.calls import run_coro_sync
+
+                run_coro_sync(outcome)
         except Exception:
-            logger.exception("Hook %r raised; the run's state is unchanged", getattr(hook, "__name__", hook))
+            logger.error("An error was encountered while running hook %r", name, exc_info=True)
+        else:
+            logger.info("Hook %r finished running successfully", name)
 
 
 class HookDecorators:
@@ -31,3 +42,7 @@ class HookDecorators:
     def on_failure(self, fn: Callable) -> Callable:
         """Add a hook called when a run fails."""
         return self._add_hook("on_failure", fn)
+
+    def on_running(self, fn: Callable) -> Callable:
+        """Add a hook called when a run starts running."""
+        return self._add_hook("on_running", fn)

@@ -59,7 +59,8 @@ class TaskRun:
     __slots__ = (
         "id", "flow_run_id", "task_name", "task_key", "dynamic_key", "state", "upstream",
         "tags", "run_count", "cache_key", "cache_expiration", "result_format", "result_path",
-        "start_time", "end_time", "created", "updated", "history", "log_seq", "error",
+        "start_time", "end_time", "created", "updated", "history", "log_seq", "error", "_name",
+        "returned",
     )
 
     def __init__(self, id: str, flow_run_id: str | None, task_name: str, task_key: str, *,
@@ -87,6 +88,20 @@ class TaskRun:
         self.log_seq = 0
         #: "ExcType: message" of the exception that failed the run, if any.
         self.error: str | None = None
+        self._name: str | None = None
+        #: the state(s) the task's function returned, handed back by a direct call (else None).
+        self.returned: Any = None
+
+    @property
+    def name(self) -> str:
+        """The run's name: its task_run_name, else as Prefect names it (`task-abc` in a flow)."""
+        if self._name is not None:
+            return self._name
+        return f"{self.task_name}-{self.id[:3]}" if self.flow_run_id else self.task_name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     def __repr__(self) -> str:
         return f"TaskRun(id={self.id!r}, task_name={self.task_name!r}, state={self.state!r})"

@@ -56,14 +56,17 @@ def check_reserved(owner: str, fn: Callable) -> None:
 
 
 def check_run_name(owner: str, option: str, value: Any) -> None:
+    """A run-name option is a template string or a callable (TypeError otherwise, as in Prefect)."""
     if value is not None and not isinstance(value, str) and not callable(value):
-        raise TaskDefinitionError(f"{owner}: {option} must be a string template such as 'etl-{{day}}' or a "
-                                  f"function returning a string; got {type(value).__name__} {value!r}.")
+        raise TaskDefinitionError(
+            f"Expected string or callable for '{option}'; got {type(value).__name__} instead. {owner}: use a "
+            "template such as 'etl-{day}' or a function returning a string.")
 
 
 def run_name(owner: str, option: str, template: Any, parameters: dict[str, Any]) -> str:
     """A run's name from its `flow_run_name`/`task_run_name`: a template filled with the call's
     parameters, or a function called with `parameters=` when it takes it, else with nothing."""
+    check_run_name(owner, option, template)
     if callable(template):
         try:
             takes = "parameters" in inspect.signature(template).parameters
@@ -71,8 +74,8 @@ def run_name(owner: str, option: str, template: Any, parameters: dict[str, Any])
             takes = False
         name = template(parameters=dict(parameters)) if takes else template()
         if not isinstance(name, str):
-            raise TypeError(f"{owner}: the callable {getattr(template, '__name__', template)!r} for '{option}' "
-                            f"returned type {type(name).__name__} but a string is required.")
+            raise TypeError(f"Callable {template} for '{option}' returned type {type(name).__name__} but a "
+                            f"string is required.")
         return name
     try:
         return template.format(**parameters)
@@ -80,6 +83,10 @@ def run_name(owner: str, option: str, template: Any, parameters: dict[str, Any])
         raise TaskDefinitionError(
             f"{owner}: {option} {template!r} names {{{exc.args[0]}}}, which is not a parameter of the call; "
             f"the parameters are {', '.join(parameters) or '(none)'}.") from None
+    except (AttributeError, IndexError) as exc:
+        raise TaskDefinitionError(
+            f"{owner}: {option} {template!r} could not be filled from the call's parameters "
+            f"({type(exc).__name__}: {exc}); the parameters are {', '.join(parameters) or '(none)'}.") from None
 
 
 def check_callable(owner: str, option: str, value: Any) -> None:

@@ -7,10 +7,13 @@ next through `next_state`, which refuses transitions the table does not list.
 from __future__ import annotations
 
 import enum
+import inspect
+import sys as _sys
 import time
+import types as _types
 from typing import Any
 
-from nbflow.errors import CancelledRunError, CrashedRunError, MissingResultError, NbflowError
+from nbflow.errors import CancelledRunError, CrashedRunError, MissingResultError, NbflowError, PausedRunError
 
 
 class StateType(str, enum.Enum):
@@ -23,9 +26,12 @@ class StateType(str, enum.Enum):
     FAILED = "FAILED"
     CRASHED = "CRASHED"
     CANCELLED = "CANCELLED"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
 
 
-#: state name -> its type. TimedOut is a kind of Failed; Cached a kind of Completed.
+#: state name -> its type. TimedOut is a kind of Failed; Cached a kind of Completed; the rest
+#: after Cancelled are Prefect's names, reached when a flow or task returns such a state.
 STATE_TYPES: dict[str, StateType] = {
     "Scheduled": StateType.SCHEDULED,
     "Pending": StateType.PENDING,
@@ -37,21 +43,31 @@ STATE_TYPES: dict[str, StateType] = {
     "TimedOut": StateType.FAILED,
     "Crashed": StateType.CRASHED,
     "Cancelled": StateType.CANCELLED,
+    "Paused": StateType.PAUSED,
+    "Suspended": StateType.PAUSED,
+    "Cancelling": StateType.CANCELLING,
+    "AwaitingRetry": StateType.SCHEDULED,
+    "Late": StateType.SCHEDULED,
 }
+#: the name standing for each type in the transition table.
+TYPE_NAMES = {StateType.SCHEDULED: "Scheduled", StateType.PENDING: "Pending", StateType.RUNNING: "Running",
+              StateType.COMPLETED: "Completed", StateType.FAILED: "Failed", StateType.CRASHED: "Crashed",
+              StateType.CANCELLED: "Cancelled", StateType.PAUSED: "Paused", StateType.CANCELLING: "Cancelling"}
 
 FINAL_TYPES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 
 _ENDINGS = frozenset({"Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"})
 #: names of the states a run ends in.
 FINAL_STATE_NAMES = _ENDINGS
+_SETTLED = _ENDINGS | {"Paused", "Suspended", "Cancelling"}
 
 #: from-state name (None: a new run) -> the state names it may move to.
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"Scheduled", "Pending", "Running"}),
     "Scheduled": frozenset({"Pending", "Running", "Cancelled", "Crashed"}),
     "Pending": frozenset({"Running", "Cached", "Failed", "Cancelled", "Crashed"}),
-    "Running": _ENDINGS - {"Cached"} | {"Retrying"},
-    "Retrying": _ENDINGS - {"Cached"} | {"Retrying"},
+    "Running": _SETTLED - {"Cached"} | {"Retrying"},
+    "Retrying": _SETTLED - {"Cached"} | {"Retrying"},
     # A finished flow run can be retried as a whole (flow retries) or re-run by a deployment.
     "Failed": frozenset({"Retrying"}),
     "TimedOut": frozenset({"Retrying"}),
@@ -59,6 +75,9 @@ TRANSITIONS: dict[str | None, frozenset[str]] = {
     "Cached": frozenset(),
     "Crashed": frozenset(),
     "Cancelled": frozenset(),
+    # A flow or task that returned Paused()/Cancelling() stays so; only an end may follow.
+    "Paused": frozenset({"Running", "Cancelled", "Crashed", "Failed"}),
+    "Cancelling": frozenset({"Cancelled", "Crashed", "Failed", "Completed"}),
 }
 
 
@@ -67,18 +86,36 @@ class InvalidTransitionError(NbflowError, RuntimeError):
 
 
 class State:
-    """A run's state: a name, its type, a message, when it was entered, and its result."""
+    """A run's state: a name, its type, a message, when it was entered, and its result.
 
-    __slots__ = ("name", "type", "message", "timestamp", "_data", "_exception")
+    `State("Completed")`, or Prefect's `State(type=StateType.FAILED, message=..., data=...)`.
+    `run_id` is set when the state is a run's own (not made by user code).
+    """
 
-    def __init__(self, name: str, message: str | None = None, *, data: Any = None,
+    __slots__ = ("name", "type", "message", "timestamp", "_data", "_exception", "run_id")
+
+    def __init__(self, name: "str | StateType | None" = None, message: str | None = None, *,
+                 type: "StateType | str | None" = None, data: Any = None,  # noqa: A002 - Prefect's name
                  exception: BaseException | None = None, timestamp: float | None = None) -> None:
+        if isinstance(name, StateType):
+            name, type = None, name
+        if type is not None:
+            type = StateType(type.upper() if isinstance(type, str) else type)
+            name = name or TYPE_NAMES[type]
+        elif name in STATE_TYPES:
+            type = STATE_TYPES[name]
+        else:
+            raise ValueError(f"Unknown state {name!r}: give one of {', '.join(STATE_TYPES)}, or type=StateType.X "
+                             "for a state of your own name.")
         self.name = name
-        self.type = STATE_TYPES[name]
+        self.type = type
         self.message = message
         self.timestamp = time.time() if timestamp is None else timestamp
+        if exception is None and isinstance(data, BaseException) and type in _EXCEPTION_TYPES:
+            data, exception = None, data  # Prefect keeps a failure's exception in data
         self._data = data
         self._exception = exception
+        self.run_id: str | None = None
 
     def is_scheduled(self) -> bool:
         return self.type is StateType.SCHEDULED
@@ -101,6 +138,12 @@ class State:
     def is_cancelled(self) -> bool:
         return self.type is StateType.CANCELLED
 
+    def is_cancelling(self) -> bool:
+        return self.type is StateType.CANCELLING
+
+    def is_paused(self) -> bool:
+        return self.type is StateType.PAUSED
+
     def is_final(self) -> bool:
         return self.type in FINAL_TYPES
 
@@ -111,25 +154,48 @@ class State:
 
     @property
     def data(self) -> Any:
-        """What the state holds: the result of a completed run, the exception of a failed one."""
-        return self._data if self._exception is None else self._exception
+        """What the state holds: the result of a completed run, the exception of a failed one
+        (for a state standing for several, the states)."""
+        return self._data if self._data is not None or self._exception is None else self._exception
 
     async def aresult(self, raise_on_failure: bool = True) -> Any:
         """As result(), for async code (Prefect's `await state.aresult()`)."""
-        return self.result(raise_on_failure=raise_on_failure)
+        return self._result(raise_on_failure)
 
     def result(self, raise_on_failure: bool = True) -> Any:
-        """The run's return value; for a failed run, raise its exception (or return it)."""
+        """The run's return value; for a failed run, raise its exception (or return it).
+
+        Called from async code (an `async def`, or a notebook cell that awaits) it returns an
+        awaitable, as Prefect 3 does; from sync code, also in a notebook, the value itself.
+        """
+        if _sys._getframe(1).f_code.co_flags & _ASYNC_CODE:
+            return self.aresult(raise_on_failure)
+        return self._result(raise_on_failure)
+
+    def _result(self, raise_on_failure: bool) -> Any:
         if self.type is StateType.COMPLETED:
             return self._data
-        error = self._exception or _error_for(self)
+        if self.type in _EXCEPTION_TYPES:
+            if raise_on_failure:
+                raise get_state_exception(self)
+            return self.data if self.data is not None else _error_for(self)
+        if self.type is StateType.PAUSED:
+            raise PausedRunError(f"Run is in {self.name} state, its result is not available.")
+        error = _error_for(self)
         if raise_on_failure:
             raise error
         return error
 
+    def __str__(self) -> str:
+        """Prefect's short form, used in log lines: `Completed()`, `Failed('boom')`, `Cached(type=COMPLETED)`."""
+        parts = [repr(self.message)] if self.message else []
+        if self.type.value != self.name.upper():
+            parts.append(f"type={self.type.value}")
+        return f"{self.name}({', '.join(parts)})"
+
     def __repr__(self) -> str:
-        message = f"message={self.message!r}" if self.message else ""
-        return f"{self.name}({message})"
+        """Prefect's full form: `Completed(message=None, type=COMPLETED, result=42)`."""
+        return f"{self.name}(message={self.message!r}, type={self.type.value}, result={_short(self.data)})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, State):
@@ -137,6 +203,16 @@ class State:
         return (self.name, self.message, self.timestamp) == (other.name, other.message, other.timestamp)
 
     __hash__ = object.__hash__
+
+
+_EXCEPTION_TYPES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+#: code flags of `async def` bodies and of notebook cells run with top-level await.
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _error_for(state: State) -> BaseException:
@@ -157,74 +233,129 @@ def next_state(current: State | None, name: str, history: list[str] | tuple[str,
                **fields: Any) -> State:
     """Return the new state if the table allows `current -> name`, else raise with the history."""
     frm = current.name if current is not None else None
-    if name not in TRANSITIONS.get(frm, ()):
-        trail = " -> ".join(history) or "(new run)"
-        raise InvalidTransitionError(
-            f"Invalid state transition {frm} -> {name}; run history: {trail}. "
-            "This is a bug in nbflow; please report it with this message."
-        )
+    check_transition(frm, name, history)
     return State(name, **fields)
 
 
-# Constructors with Prefect's names, for flows and tasks that return states explicitly.
-def _made(name: str, message: str | None, data: Any, timestamp: float | None = None) -> State:
-    if isinstance(data, BaseException) and STATE_TYPES[name] in (StateType.FAILED, StateType.CRASHED,
-                                                                 StateType.CANCELLED):
-        return State(name, message, exception=data, timestamp=timestamp)  # Prefect keeps it in data
-    return State(name, message, data=data, timestamp=timestamp)
+def check_transition(frm: str | None, to: str, history: list[str] | tuple[str, ...] = (),
+                     to_type: StateType | None = None) -> None:
+    """Raise InvalidTransitionError unless the table allows `frm -> to` (a state of a name of its
+    own, as user code may return, moves as the name of its type)."""
+    if frm is not None and frm not in TRANSITIONS:
+        frm = TYPE_NAMES[STATE_TYPES.get(frm, StateType.RUNNING)]
+    if to not in STATE_TYPES and to_type is not None:
+        to = TYPE_NAMES[to_type]
+    if to not in TRANSITIONS.get(frm, ()):
+        trail = " -> ".join(history) or "(new run)"
+        raise InvalidTransitionError(
+            f"Invalid state transition {frm} -> {to}; run history: {trail}. "
+            "This is a bug in nbflow; please report it with this message."
+        )
+
+
+# Constructors with Prefect's names, for flows and tasks that return states explicitly:
+# `Completed(data=42)`, `Failed(message="bad row", data=exc)`, `Failed(name="MyFailure")`.
+def _made(kind: str, message: str | None, data: Any, name: str | None = None,
+          timestamp: float | None = None) -> State:
+    return State(name or kind, message, type=STATE_TYPES[kind], data=data, timestamp=timestamp)
 
 
 def Scheduled(message: str | None = None, data: Any = None, *, scheduled_time: Any = None,  # noqa: N802
-              timestamp: float | None = None) -> State:
-    """A run to start later (`scheduled_time` is kept as the state's timestamp when it is a number)."""
+              name: str | None = None, timestamp: float | None = None) -> State:
+    """A run to start later (`scheduled_time` is kept as the state's timestamp)."""
     when = scheduled_time.timestamp() if hasattr(scheduled_time, "timestamp") else scheduled_time
-    return _made("Scheduled", message, data, when if when is not None else timestamp)
+    return _made("Scheduled", message, data, name, when if when is not None else timestamp)
 
 
-def Pending(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
-    return _made("Pending", message, data, kw.get("timestamp"))
+def Pending(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+            timestamp: float | None = None) -> State:
+    return _made("Pending", message, data, name, timestamp)
 
 
-def Running(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
-    return _made("Running", message, data, kw.get("timestamp"))
+def Running(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+            timestamp: float | None = None) -> State:
+    return _made("Running", message, data, name, timestamp)
 
 
-def Retrying(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
-    return _made("Retrying", message, data, kw.get("timestamp"))
+def Retrying(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+             timestamp: float | None = None) -> State:
+    return _made("Retrying", message, data, name, timestamp)
 
 
-def Completed(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
-    return _made("Completed", message, data, kw.get("timestamp"))
+def AwaitingRetry(message: str | None = None, data: Any = None, *, scheduled_time: Any = None,  # noqa: N802
+                  name: str | None = None, timestamp: float | None = None) -> State:
+    return Scheduled(message, data, scheduled_time=scheduled_time, name=name or "AwaitingRetry",
+                     timestamp=timestamp)
+
+
+def Late(message: str | None = None, data: Any = None, *, scheduled_time: Any = None,  # noqa: N802
+         name: str | None = None, timestamp: float | None = None) -> State:
+    return Scheduled(message, data, scheduled_time=scheduled_time, name=name or "Late", timestamp=timestamp)
+
+
+def Completed(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+              timestamp: float | None = None) -> State:
+    return _made("Completed", message, data, name, timestamp)
 
 
 def Failed(message: str | None = None, exception: BaseException | None = None, *,  # noqa: N802
-           data: Any = None, **kw: Any) -> State:
-    return _made("Failed", message, exception if exception is not None else data, kw.get("timestamp"))
+           data: Any = None, name: str | None = None, timestamp: float | None = None) -> State:
+    return _made("Failed", message, exception if exception is not None else data, name, timestamp)
 
 
-def TimedOut(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
-    return _made("TimedOut", message, data, kw.get("timestamp"))
+def TimedOut(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+             timestamp: float | None = None) -> State:
+    return _made("TimedOut", message, data, name, timestamp)
 
 
-def Cancelled(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
-    return _made("Cancelled", message, data, kw.get("timestamp"))
+def Cancelled(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+              timestamp: float | None = None) -> State:
+    return _made("Cancelled", message, data, name, timestamp)
 
 
-def Crashed(message: str | None = None, data: Any = None, **kw: Any) -> State:  # noqa: N802
-    return _made("Crashed", message, data, kw.get("timestamp"))
+def Cancelling(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+               timestamp: float | None = None) -> State:
+    return _made("Cancelling", message, data, name, timestamp)
+
+
+def Crashed(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+            timestamp: float | None = None) -> State:
+    return _made("Crashed", message, data, name, timestamp)
+
+
+def Paused(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+           timestamp: float | None = None) -> State:
+    """A paused run. nbflow has no resume: a flow that returns Paused() stays paused (see README)."""
+    return _made("Paused", message, data, name, timestamp)
+
+
+def Suspended(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+              timestamp: float | None = None) -> State:
+    return _made("Suspended", message, data, name, timestamp)
 
 
 # Helpers with Prefect's names (prefect.states).
 def get_state_exception(state: State) -> BaseException:
-    """The exception a failed, crashed or cancelled state stands for; ValueError for any other."""
-    if state.type not in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+    """The exception a failed, crashed or cancelled state stands for (for a state holding states,
+    the first failed one's); ValueError for any other state."""
+    if state.type not in _EXCEPTION_TYPES:
         raise ValueError(f"Expected a failed, crashed or cancelled state; got {state!r}.")
-    return state.exception or _error_for(state)
+    if state._exception is not None:
+        return state._exception
+    held = state._data
+    if isinstance(held, State):
+        return get_state_exception(held)
+    if is_state_iterable(held):
+        for inner in held:
+            if inner.type in _EXCEPTION_TYPES:
+                return get_state_exception(inner)
+        raise ValueError("Failed state result was an iterable of states but none were failed.")
+    return _error_for(state)
 
 
 def raise_state_exception(state: State) -> None:
     """Raise the exception of a failed, crashed or cancelled state; do nothing for any other."""
-    if state.type in (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED):
+    if state.type in _EXCEPTION_TYPES:
         raise get_state_exception(state)
 
 
@@ -235,22 +366,28 @@ def is_state_iterable(value: Any) -> bool:
 
 
 def return_value_to_state(value: Any) -> State:
-    """The state a returned value stands for: a state itself; for several states, Completed if all
-    completed, else Cancelled or Failed with "n/m states cancelled/failed."; else Completed with it."""
-    if isinstance(value, State):
+    """The state a run's return value puts it in, by Prefect's rules: a state made by user code as
+    it is; a run's state, or several states, by the aggregate rule ("2/3 states failed.", Cancelled
+    and Paused first); a generator as a list; anything else Completed with it."""
+    if isinstance(value, State) and value.run_id is None:
         return value
-    if is_state_iterable(value):
-        states = list(value)
-        cancelled = [s for s in states if s.is_cancelled()]
-        failed = [s for s in states if s.is_failed() or s.is_crashed()]
-        if cancelled:
-            return State("Cancelled", f"{len(cancelled)}/{len(states)} states cancelled.", data=value)
+    if isinstance(value, State) or is_state_iterable(value):
+        states = [value] if isinstance(value, State) else list(value)
+        total = len(states)
+        count = {t: sum(s.type is t for s in states) for t in (StateType.CANCELLED, StateType.PAUSED)}
+        failed = sum(s.type in (StateType.FAILED, StateType.CRASHED) for s in states)
+        if all(s.is_completed() for s in states):
+            return State("Completed", "All states completed.", data=value)
+        if count[StateType.CANCELLED]:
+            return State("Cancelled", f"{count[StateType.CANCELLED]}/{total} states cancelled.", data=value)
+        if count[StateType.PAUSED]:
+            return State("Paused", f"{count[StateType.PAUSED]}/{total} states paused.", data=value)
         if failed:
-            return State("Failed", f"{len(failed)}/{len(states)} states failed.", data=value)
-        if not all(s.is_completed() for s in states):
-            return State("Failed", f"{sum(not s.is_final() for s in states)}/{len(states)} states are not "
-                         f"final.", data=value)
-        return State("Completed", "All states completed.", data=value)
+            return State("Failed", f"{failed}/{total} states failed.", data=value)
+        not_final = sum(not s.is_final() for s in states)
+        return State("Failed", f"{not_final}/{total} states are not final.", data=value)
+    if isinstance(value, _types.GeneratorType):
+        value = list(value)
     return State("Completed", data=value)
 
 

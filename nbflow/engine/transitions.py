@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow.engine.models import FlowRun, TaskRun
-from nbflow.engine.states import State, StateType, next_state
+from nbflow.engine.states import State, StateType, check_transition, next_state
 from nbflow.store.buffer import recorder
 
 
@@ -27,7 +27,19 @@ def enter_flow_state(run: FlowRun, name: str, message: str | None = None, *, dat
     return state
 
 
+def enter_returned_state(run: FlowRun | TaskRun, state: State) -> State:
+    """Put a run in a state its code returned (any name, e.g. `Failed(name="BadRows")`)."""
+    check_transition(run.state.name if run.state is not None else None, state.name, run.history, state.type)
+    _apply(run, state)
+    if isinstance(run, TaskRun):
+        recorder.task_run_state(run)
+    else:
+        recorder.flow_run_state(run)
+    return state
+
+
 def _apply(run: FlowRun | TaskRun, state: State) -> None:
+    state.run_id = run.id
     run.state = state
     run.history.append(state.name)
     run.updated = state.timestamp

@@ -171,7 +171,7 @@ def run_cell(shell: Any, source: str, options: CellOptions,
         for output in outputs:
             session.producers[output] = task.last_run.id
     if state.name == "Cached":
-        _restore(shell, state.result())
+        _restore(shell, state._result(True))
     elif state.is_completed():
         if options.cache:
             record.last_key = _check_mutations(policy, namespace, inputs - outputs, name)

@@ -109,9 +109,16 @@ def events_schema(tables: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False,
             "description": "Rows per table in the column order of nbflow.store.records",
             "properties": {name: {"type": "array", "description": ", ".join(columns),
-                                  "items": {"type": "array", "minItems": len(columns), "maxItems": len(columns),
-                                            "items": _SCALAR}}
+                                  "items": {"type": "array", "minItems": len(columns) - len(_added(name)),
+                                            "maxItems": len(columns), "items": _SCALAR}}
                            for name, columns in tables.items()}}
+
+
+def _added(table: str) -> tuple[str, ...]:
+    """Columns a client of an older schema does not send (the store fills them with null)."""
+    from nbflow.store.records import TASK_RUN_COLUMNS_ADDED
+
+    return TASK_RUN_COLUMNS_ADDED if table == "task_runs" else ()
 
 
 # -- parsing ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from nbflow.server import bodies, runs_api
 from nbflow.server.errors import (
     HTTP_MESSAGES, ApiError, bad_request, method_not_allowed, not_found, status_and_body, too_large,
 )
-from nbflow.store.records import TABLES, Batch
+from nbflow.store.records import TABLES, TASK_RUN_COLUMNS_ADDED, Batch
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 #: the body limit of a path that takes no body (GET routes, the catch-all, openapi.json).
@@ -358,7 +358,9 @@ class EventsHandler(NbflowHandler):
         batch = Batch()
         for table, rows in body.items():
             width = len(TABLES[table])
-            if not isinstance(rows, list) or any(not isinstance(r, list) or len(r) != width for r in rows):
+            oldest = width - len(TASK_RUN_COLUMNS_ADDED) if table == "task_runs" else width
+            if not isinstance(rows, list) or any(not isinstance(r, list) or not oldest <= len(r) <= width
+                                                 for r in rows):
                 raise bad_request(f"Every row of {table} must be a list of {width} values "
                                   f"({', '.join(TABLES[table])}).", table)
             nested = _first_nested(rows)

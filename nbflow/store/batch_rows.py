@@ -35,6 +35,9 @@ def batch_to_arrow(batch: records.Batch) -> dict[str, Any]:
             widths = set(map(len, rows))
         except TypeError:
             widths = {None}
+        if name == "task_runs" and len(columns) - len(records.TASK_RUN_COLUMNS_ADDED) in widths:
+            rows = _padded(rows, len(columns))  # from a client (or spool file) of schema version 4
+            widths = set(map(len, rows))
         if widths != {len(columns)}:
             bad = next(r for r in rows if not isinstance(r, (tuple, list)) or len(r) != len(columns))
             size = len(bad) if isinstance(bad, (tuple, list)) else "no"
@@ -58,6 +61,12 @@ def batch_to_arrow(batch: records.Batch) -> dict[str, Any]:
             rows = list(first.values())
         tables[name] = rows_to_table(name, columns, rows)
     return tables
+
+
+def _padded(rows: list, width: int) -> list:
+    """Rows of an older layout, with the columns added since then as None at the end."""
+    return [tuple(r) + (None,) * (width - len(r)) if isinstance(r, (tuple, list)) and len(r) < width else r
+            for r in rows]
 
 
 def rows_to_table(name: str, columns: tuple[str, ...], rows: list[tuple]) -> Any:

@@ -513,7 +513,7 @@ def _task_run_row(r: Any, now: float) -> tuple:
     return (r.id, r.flow_run_id, r.task_name, r.task_key, r.dynamic_key, s.name, s.type.value,
             s.message, r.error, _json_list(r.upstream), _json_list(r.tags), r.run_count, r.cache_key,
             r.cache_expiration, r.result_format, r.result_path, r.start_time, r.end_time, duration,
-            r.created, now)
+            r.created, now, r.name)
 
 
 def _default_write(batch: Batch, timeout: float | None = None) -> None:

@@ -21,8 +21,10 @@ TASK_RUN_COLUMNS = (
     "id", "flow_run_id", "task_name", "task_key", "dynamic_key", "state", "state_type",
     "state_message", "error", "upstream", "tags", "run_count", "cache_key",
     "cache_expiration", "result_format", "result_path", "start_time", "end_time",
-    "duration_s", "created", "updated",
+    "duration_s", "created", "updated", "name",
 )
+#: task_runs columns added after schema version 4 (rows from older clients lack them).
+TASK_RUN_COLUMNS_ADDED = ("name",)
 
 #: state_history: append-only, idempotent on (run_id, seq).
 STATE_COLUMNS = ("run_id", "seq", "run_kind", "state", "state_type", "message", "timestamp")

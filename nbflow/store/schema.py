@@ -12,7 +12,7 @@ from typing import Any, Callable
 from nbflow.errors import SchemaVersionError, StoreError
 from nbflow.store import records
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: columns holding times: TIMESTAMP (naive UTC); rows carry float epoch seconds.
 TIME_COLUMNS = frozenset({"scheduled_time", "start_time", "end_time", "created", "updated",
@@ -61,10 +61,10 @@ def table_ddl(table: str, columns: tuple[str, ...]) -> str:
     return f"CREATE TABLE {table} ({body})"
 
 
-#: Deployments and their workers (schema version 4). Small tables changed row by row, so they
-#: keep their keys: the uniqueness of a scheduled slot (deployment_runs.slot_key) is what makes
-#: schedulers idempotent across restarts and races.
-DEPLOYMENT_DDL = [
+#: Deployments and their workers (schema version 4; frozen: _v3_to_v4 creates exactly these).
+#: Small tables changed row by row, so they keep their keys: the uniqueness of a scheduled slot
+#: (deployment_runs.slot_key) is what makes schedulers idempotent across restarts and races.
+V4_DEPLOYMENT_DDL = [
     "CREATE TABLE deployments (id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL UNIQUE, flow_name VARCHAR,"
     " kind VARCHAR NOT NULL, notebook VARCHAR, entrypoint VARCHAR, parameters VARCHAR, schedule VARCHAR,"
     " catch_up VARCHAR, timeout_seconds DOUBLE, paused BOOLEAN, work_pool VARCHAR, webhook_slug VARCHAR,"
@@ -77,6 +77,8 @@ DEPLOYMENT_DDL = [
     "CREATE TABLE workers (id VARCHAR PRIMARY KEY, work_pool VARCHAR, host VARCHAR, pid INTEGER,"
     " started TIMESTAMP, heartbeat TIMESTAMP)",
 ]
+#: The deployment tables of the current schema (a later change gives its own list here).
+DEPLOYMENT_DDL = V4_DEPLOYMENT_DDL
 
 
 def current_ddl() -> list[str]:
@@ -158,12 +160,17 @@ def _v2_to_v3(con: Any) -> None:
 
 def _v3_to_v4(con: Any) -> None:
     """Deployments: their definitions, scheduled slots, work pools and workers."""
-    for statement in DEPLOYMENT_DDL:  # frozen once a v5 exists: copy the v4 text here then
+    for statement in V4_DEPLOYMENT_DDL:
         con.execute(statement)
 
 
+def _v4_to_v5(con: Any) -> None:
+    """Task runs get a name (task_run_name, or Prefect's default `task-abc`)."""
+    con.execute("ALTER TABLE task_runs ADD COLUMN name VARCHAR")
+
+
 #: MIGRATIONS[i] upgrades a file from version i + 1 to version i + 2.
-MIGRATIONS: list[Callable[[Any], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4]
+MIGRATIONS: list[Callable[[Any], None]] = [_v1_to_v2, _v2_to_v3, _v3_to_v4, _v4_to_v5]
 assert len(MIGRATIONS) == SCHEMA_VERSION - 1, "every schema version needs a migration step"
 
 

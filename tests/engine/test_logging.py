@@ -31,7 +31,7 @@ def test_run_logger_lines_are_stored_with_their_flow_and_task_runs() -> None:
     assert task_line["level_name"] == "INFO"
     task_id = nbflow.task_runs(run_id).iloc[0]["id"]
     assert task_line["task_run_id"] == task_id
-    assert nbflow.logs(task_id)["message"].tolist() == ["extracted 3 rows"]
+    assert nbflow.logs(task_id)["message"].tolist() == ["extracted 3 rows", "Finished in state Completed()"]
 
 
 def test_failures_are_logged_with_the_traceback() -> None:

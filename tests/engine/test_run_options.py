@@ -74,7 +74,7 @@ def test_flow_run_name_from_a_template_or_a_function(caplog):
         report.with_options(flow_run_name="x-{missing}")("north")
     with pytest.raises(TypeError, match="returned type int but a string is required"):
         report.with_options(flow_run_name=lambda: 3)("north")
-    with pytest.raises(TaskDefinitionError, match="flow_run_name must be"):
+    with pytest.raises(TaskDefinitionError, match="Expected string or callable for 'flow_run_name'; got int instead"):
         flow(flow_run_name=3)(lambda: None)
 
 

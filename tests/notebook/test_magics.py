@@ -24,8 +24,10 @@ def test_task_cell_is_a_tracked_task_run_in_the_session_flow_run(tmp_path: Path)
     assert set(tasks["state"]) == {"Completed"}
     assert tasks.loc["cell[total]", "upstream"] == [tasks.loc["load", "id"]]  # the data edge
     assert "10" in outputs_text(nb.cells[2])  # the last expression is shown, as in a plain cell
-    printed = nbflow.logs(tasks.loc["load", "id"])
-    assert printed["message"].tolist() == ["loaded 5"] and printed["logger"].tolist() == ["nbflow.cell.stdout"]
+    lines = nbflow.logs(tasks.loc["load", "id"])
+    printed = lines[lines["logger"] == "nbflow.cell.stdout"]
+    assert printed["message"].tolist() == ["loaded 5"]
+    assert "Finished in state Completed()" in lines["message"].tolist()
 
 
 def test_cached_cell_is_restored_across_kernel_restarts(tmp_path: Path) -> None:

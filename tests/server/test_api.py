@@ -147,3 +147,24 @@ def test_pip_install_enables_the_jupyter_server_extension() -> None:
     listing = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
     assert re.search(r"nbflow\s+enabled", listing), listing
     assert re.search(r"nbflow [0-9.]+ OK", listing), listing
+
+
+def test_task_runs_from_a_client_of_the_previous_schema_are_stored_with_a_null_name(live_server) -> None:
+    import time
+
+    from nbflow.store.records import TASK_RUN_COLUMNS, TASK_RUN_COLUMNS_ADDED
+
+    now = time.time()
+    values = dict(id="b2" * 16, flow_run_id=None, task_name="old-client", task_key="m.old", dynamic_key=None,
+                  state="Completed", state_type="COMPLETED", state_message=None, error=None, upstream="[]",
+                  tags="[]", run_count=1, cache_key=None, cache_expiration=None, result_format=None,
+                  result_path=None, start_time=now, end_time=now, duration_s=0.0, created=now, updated=now)
+    old_columns = TASK_RUN_COLUMNS[:-len(TASK_RUN_COLUMNS_ADDED)]
+    status, answer = live_server.request("POST", "events", {"task_runs": [[values[c] for c in old_columns]]})
+    assert status == 200, answer
+    status, rows = live_server.request("POST", "sql", {"sql": "SELECT task_name, name FROM task_runs "
+                                                              "WHERE task_name = 'old-client'"})
+    import pyarrow as pa
+
+    assert status == 200, rows
+    assert pa.ipc.open_stream(rows).read_all().to_pylist() == [{"task_name": "old-client", "name": None}]

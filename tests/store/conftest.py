@@ -71,7 +71,7 @@ def task_run_row(id: str, flow_run_id: str, *, task_name: str = "extract",
         upstream=json.dumps(upstream or []), tags=json.dumps([]), run_count=1, cache_key=None,
         cache_expiration=None, result_format=None, result_path=None, start_time=start,
         end_time=start + 1 if final else None, duration_s=1.0 if final else None,
-        created=start, updated=now,
+        created=start, updated=now, name=None,
     )
     values.update(overrides)
     return tuple(values[c] for c in records.TASK_RUN_COLUMNS)

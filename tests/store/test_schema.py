@@ -153,9 +153,11 @@ def _write_v2_file(path: Path) -> dict[str, int]:
 
 
 def _dump(path: Path, table: str) -> list[tuple]:
+    """The table's rows over the columns every schema version has (not those added since v4)."""
     con = duckdb.connect(str(path), config=DUCKDB_CONFIG)
     try:
-        cols = ", ".join(f'"{c}"' for c in records.TABLES[table])
+        added = records.TASK_RUN_COLUMNS_ADDED if table == "task_runs" else ()
+        cols = ", ".join(f'"{c}"' for c in records.TABLES[table] if c not in added)
         return con.execute(f"SELECT {cols} FROM {table} ORDER BY ALL").fetchall()
     finally:
         con.close()
@@ -218,14 +220,33 @@ def test_a_failed_migration_leaves_the_old_file_as_it_was(tmp_path: Path, monkey
 def test_v3_file_gains_the_deployment_tables_and_keeps_its_runs(tmp_path: Path, rows) -> None:
     path = tmp_path / "v3.duckdb"
     con = duckdb.connect(str(path), config=DUCKDB_CONFIG)
-    schema.create(con, [schema.table_ddl(t, cols) for t, cols in records.TABLES.items()], version=3)
+    schema.create(con, _v4_tables(), version=3)
     con.close()
     store = EmbeddedStore(path, lock_timeout=5)
     store.write(records.Batch(flow_runs=[rows.flow_run("run-1")]))  # migrates, then writes
-    assert _version(path) == 4
+    assert _version(path) == schema.SCHEMA_VERSION
     tables = set(store.query("SELECT table_name FROM duckdb_tables()")["table_name"])
     assert {"deployments", "deployment_runs", "work_pools", "workers"} <= tables
     assert store.query("SELECT id FROM flow_runs")["id"].tolist() == ["run-1"]
+
+
+def _v4_tables() -> list[str]:
+    """The run tables as schema versions 3 and 4 had them (task_runs without `name`)."""
+    v4 = {**records.TABLES, "task_runs": records.TASK_RUN_COLUMNS[:-len(records.TASK_RUN_COLUMNS_ADDED)]}
+    return [schema.table_ddl(t, cols) for t, cols in v4.items()]
+
+
+def test_v4_file_gains_task_run_names_and_takes_rows_of_old_clients(tmp_path: Path, rows) -> None:
+    path = tmp_path / "v4.duckdb"
+    con = duckdb.connect(str(path), config=DUCKDB_CONFIG)
+    schema.create(con, _v4_tables() + schema.V4_DEPLOYMENT_DDL, version=4)
+    con.close()
+    store = EmbeddedStore(path, lock_timeout=5)
+    old_row = rows.task_run("task-1", "run-1")[:-1]  # what a version-4 client sends
+    store.write(records.Batch(flow_runs=[rows.flow_run("run-1")], task_runs=[old_row]))
+    assert _version(path) == schema.SCHEMA_VERSION
+    frame = store.query("SELECT id, name FROM task_runs")
+    assert frame["id"].tolist() == ["task-1"] and frame["name"].isna().all()
 
 
 def test_file_from_a_newer_nbflow_is_refused(tmp_path: Path) -> None:
