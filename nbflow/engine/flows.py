@@ -185,6 +185,10 @@ class Flow(HookDecorators):
         """Add a hook called when a run is cancelled: `@my_flow.on_cancellation`."""
         return self._add_hook("on_cancellation", fn)
 
+    def __class_getitem__(cls, params: Any) -> type:
+        """`Flow[P, R]` in type hints, as Prefect's generic Flow allows."""
+        return cls
+
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
 

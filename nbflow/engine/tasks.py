@@ -180,6 +180,10 @@ class Task(HookDecorators):
         enter_task_state(run, "Pending")
         return run
 
+    def __class_getitem__(cls, params: Any) -> type:
+        """`Task[P, R]` in type hints, as Prefect's generic Task allows."""
+        return cls
+
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
 
