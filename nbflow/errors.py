@@ -111,6 +111,10 @@ class CancelledRunError(NbflowError):
     """The run was cancelled."""
 
 
+class FailedRunError(NbflowError):
+    """The run failed and its state holds no exception of its own (Prefect's FailedRun)."""
+
+
 class PausedRunError(NbflowError):
     """The run is paused: its result is not available (Prefect's PausedRun)."""
 
@@ -121,3 +125,13 @@ class CrashedRunError(NbflowError):
 
 class UpstreamFailedError(NbflowError):
     """A task could not start because a future it waits for did not complete."""
+
+
+# Prefect's names for the same errors (prefect.exceptions), so `except FailedRun:` keeps working.
+PrefectException = NbflowError
+FailedRun = FailedRunError
+CrashedRun = CrashedRunError
+CancelledRun = CancelledRunError
+PausedRun = PausedRunError
+MissingResult = MissingResultError
+UpstreamTaskError = UpstreamFailedError

@@ -1,13 +1,13 @@
 """Prefect-compatible import path: `from nbflow.states import State, Completed, Failed, ...`."""
 
 from nbflow.engine.states import (
-    AwaitingRetry, Cancelled, Cancelling, Completed, Crashed, Failed, Late, Paused, Pending, Retrying, Running,
-    Scheduled, State, StateType, Suspended, TimedOut, exception_to_crashed_state, exception_to_failed_state,
+    AwaitingConcurrencySlot, AwaitingRetry, Cancelled, Cancelling, Completed, Crashed, Failed, Late, Paused, Pending, Retrying, Running,
+    InfrastructurePending, Scheduled, State, StateType, Submitting, Suspended, TimedOut, exception_to_crashed_state, exception_to_failed_state,
     get_state_exception, is_state_iterable, raise_state_exception, return_value_to_state,
 )
 
 __all__ = [
-    "AwaitingRetry", "Cancelled", "Cancelling", "Completed", "Crashed", "Failed", "Late", "Paused", "Pending",
+    "AwaitingConcurrencySlot", "AwaitingRetry", "Cancelled", "InfrastructurePending", "Submitting", "Cancelling", "Completed", "Crashed", "Failed", "Late", "Paused", "Pending",
     "Retrying", "Running", "Scheduled", "State", "StateType", "Suspended", "TimedOut",
     "exception_to_crashed_state", "exception_to_failed_state", "get_state_exception", "is_state_iterable",
     "raise_state_exception", "return_value_to_state",

@@ -120,3 +120,16 @@ def get_run_context() -> TaskRunContext | FlowRunContext:
     if ctx is None:
         raise NbflowError("No run context: get_run_context() works only inside a flow or task run.")
     return ctx
+
+
+class TagsContext:
+    """The tags of enclosing `with tags(...)` blocks (Prefect's TagsContext): `TagsContext.get().current_tags`."""
+
+    __slots__ = ("current_tags",)
+
+    def __init__(self, current_tags: set[str] | None = None) -> None:
+        self.current_tags = set(current_tags or ())
+
+    @classmethod
+    def get(cls) -> "TagsContext":
+        return cls(set(current_tags.get()))

@@ -66,5 +66,8 @@ class DaskTaskRunner(TaskRunner):
             self._cluster.close()
             self._cluster = None
 
+    def _settings(self) -> tuple:
+        return (self.address, repr(self.cluster_kwargs), repr(self.client_kwargs), self.max_workers)
+
     def __repr__(self) -> str:
         return f"DaskTaskRunner(address={self.address!r})"

@@ -2,74 +2,191 @@
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures
-from typing import Any, Iterable, Iterator, NamedTuple
+import dataclasses
+import queue
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from nbflow.engine.annotations import BaseAnnotation, allow_failure, opaque, quote, unmapped  # noqa: F401
 from nbflow.engine.states import State
 from nbflow.engine.task_runners import run_now
 
 
-class TaskRunFuture:
+class PrefectFuture(abc.ABC):
+    """A run whose result arrives later (Prefect's interface): `task_run_id`, `state`, `wait()`,
+    `result()`, `add_done_callback()`. Subclass it for futures of your own task runner."""
+
+    __slots__ = ("_task_run_id", "_final_state", "__weakref__", "__dict__")  # __dict__: made only if used
+
+    def __init__(self, task_run_id: Any) -> None:
+        self._task_run_id = task_run_id
+        self._final_state: State | None = None
+
+    def __class_getitem__(cls, params: Any) -> type:
+        return cls
+
+    @property
+    def task_run_id(self) -> Any:
+        return self._task_run_id
+
+    @property
+    def state(self) -> State:
+        """The run's final state once known, else Pending."""
+        return self._final_state if self._final_state is not None else State("Pending")
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the run finishes or `timeout` seconds pass."""
+
+    @abc.abstractmethod
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """The run's return value; raises its exception if it failed (unless told not to)."""
+
+    @abc.abstractmethod
+    def add_done_callback(self, fn: Callable[["PrefectFuture"], Any]) -> None:
+        """Call `fn(future)` when the run finishes."""
+
+
+class PrefectWrappedFuture(PrefectFuture):
+    """A future over another future object (`wrapped_future`) that resolves to the run's state."""
+
+    __slots__ = ("_wrapped_future",)
+
+    def __init__(self, task_run_id: Any, wrapped_future: Any) -> None:
+        super().__init__(task_run_id)
+        self._wrapped_future = wrapped_future
+
+    @property
+    def wrapped_future(self) -> Any:
+        return self._wrapped_future
+
+    def add_done_callback(self, fn: Callable[[PrefectFuture], Any]) -> None:
+        if self._final_state is not None:
+            fn(self)
+            return
+        self._wrapped_future.add_done_callback(lambda _: fn(self))
+
+
+class PrefectConcurrentFuture(PrefectWrappedFuture):
+    """A future over a `concurrent.futures.Future` whose result is the run's final State."""
+
+    __slots__ = ()
+
+    def wait(self, timeout: float | None = None) -> None:
+        _check_timeout(timeout)
+        try:
+            outcome = self._wrapped_future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            return
+        if isinstance(outcome, State):
+            self._final_state = outcome
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        _check_timeout(timeout)
+        if self._final_state is None:
+            try:
+                outcome = self._wrapped_future.result(timeout=timeout)
+            except concurrent.futures.TimeoutError:
+                raise TimeoutError(f"Task run {self.task_run_id} did not complete within {timeout} seconds") from None
+            if not isinstance(outcome, State):
+                return outcome
+            self._final_state = outcome
+        return self._final_state._result(raise_on_failure)
+
+    @property
+    def state(self) -> State:
+        if self._final_state is None and self._wrapped_future.done():
+            self.wait(0)
+        return super().state
+
+
+class TaskRunFuture(PrefectConcurrentFuture):
     """A task run started with `.submit()` or `.map()`; its result arrives later."""
 
-    __slots__ = ("task_run", "_future")
+    __slots__ = ("task_run",)
 
     def __init__(self, task_run: Any, future: concurrent.futures.Future) -> None:
         self.task_run = task_run
-        self._future = future  # resolves to the run's final State; never raises
+        self._task_run_id = task_run.id
+        self._final_state = None
+        self._wrapped_future = future  # resolves to the run's final State; never raises
 
     @property
-    def task_run_id(self) -> str:
-        return self.task_run.id
+    def _future(self) -> concurrent.futures.Future:
+        return self._wrapped_future
+
+    @property
+    def task_run_id(self) -> uuid.UUID:
+        """The task run's id as a UUID (as Prefect's); `future.task_run.id` is its hex text."""
+        return uuid.UUID(hex=self._task_run_id)
 
     @property
     def state(self) -> State:
         """The run's current state (its final state once done)."""
-        if self._future.done():
-            return self._future.result()
+        if self._wrapped_future.done():
+            return self._wrapped_future.result()
         return self.task_run.state
 
     def done(self) -> bool:
-        return self._future.done()
+        return self._wrapped_future.done()
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run finishes or `timeout` seconds pass."""
+        _check_timeout(timeout)
         if timeout is None:
-            run_now(self._future)
-        concurrent.futures.wait([self._future], timeout=timeout)
+            run_now(self._wrapped_future)
+        concurrent.futures.wait([self._wrapped_future], timeout=timeout)
 
     def final_state(self, timeout: float | None = None) -> State:
+        _check_timeout(timeout)
         if timeout is None:
-            run_now(self._future)
+            run_now(self._wrapped_future)
         try:
-            return self._future.result(timeout=timeout)
+            return self._wrapped_future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             raise TimeoutError(
-                f"Task run {self.task_run.task_name!r} ({self.task_run.id}) did not finish within "
-                f"{timeout} s; it is still {self.task_run.state.name}."
+                f"Task run {self.task_run.task_name!r} ({self.task_run.id}) did not complete within "
+                f"{timeout} seconds; it is still {self.task_run.state.name}."
             ) from None
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """The task's return value; raises its exception if it failed (unless told not to)."""
         return self.final_state(timeout)._result(raise_on_failure)
 
-    def add_done_callback(self, fn: Any) -> None:
-        """Call `fn(future)` when the run finishes."""
-        self._future.add_done_callback(lambda _: fn(self))
-
     def __repr__(self) -> str:
-        return f"TaskRunFuture({self.task_run.task_name!r}, state={self.state!r})"
+        return f"TaskRunFuture({self.task_run.task_name!r}, state={self.state})"
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"'timeout' must be a non-negative number; got {timeout!r}.")
 
 
 class FutureList(list):
-    """The futures `.map()` returns, with `.result()` and `.wait()` over all of them."""
+    """The futures `.map()` returns, with `.result()` and `.wait()` over all of them
+    (Prefect's PrefectFutureList)."""
 
     def wait(self, timeout: float | None = None) -> None:
         wait(self, timeout=timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]:
-        return [f.result(timeout=timeout, raise_on_failure=raise_on_failure) for f in self]
+        """Every future's result; with a timeout, one limit for all of them together."""
+        _check_timeout(timeout)
+        if timeout is None:
+            return [f.result(raise_on_failure=raise_on_failure) for f in self]
+        deadline = time.monotonic() + timeout
+        done = wait(self, timeout=timeout)
+        if done.not_done:
+            raise TimeoutError(f"Timed out waiting for all futures to complete within {timeout} seconds")
+        return [f.result(timeout=max(0.0, deadline - time.monotonic()), raise_on_failure=raise_on_failure)
+                for f in self]
+
+
+PrefectFutureList = FutureList
 
 
 class DoneAndNotDoneFutures(NamedTuple):
@@ -77,21 +194,66 @@ class DoneAndNotDoneFutures(NamedTuple):
     not_done: set
 
 
-def wait(futures: Iterable[TaskRunFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
+def wait(futures: Iterable[PrefectFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
     """Wait for futures to finish; return which are done and which are not (after `timeout`)."""
-    by_inner = {f._future: f for f in futures}
+    _check_timeout(timeout)
+    futures = list(futures)
+    if all(type(f) is TaskRunFuture for f in futures):  # the engine's own: one wait on all of them
+        by_inner = {f._wrapped_future: f for f in futures}
+        if timeout is None:
+            for inner in by_inner:
+                run_now(inner)
+        done, not_done = concurrent.futures.wait(list(by_inner), timeout=timeout)
+        return DoneAndNotDoneFutures({by_inner[f] for f in done}, {by_inner[f] for f in not_done})
+    done = {f for f in futures if f._final_state is not None}
+    pending = [f for f in futures if f not in done]
     if timeout is None:
-        for inner in by_inner:
-            run_now(inner)
-    done, not_done = concurrent.futures.wait(list(by_inner), timeout=timeout)
-    return DoneAndNotDoneFutures({by_inner[f] for f in done}, {by_inner[f] for f in not_done})
+        for future in pending:
+            future.wait()
+        return DoneAndNotDoneFutures(set(futures), set())
+    finished = list(as_completed(pending, timeout=timeout, _raise=False))
+    done.update(finished)
+    return DoneAndNotDoneFutures(done, set(futures) - done)
 
 
-def as_completed(futures: Iterable[TaskRunFuture], timeout: float | None = None) -> Iterator[TaskRunFuture]:
-    """Yield futures as their runs finish."""
-    by_inner = {f._future: f for f in futures}
-    for inner in concurrent.futures.as_completed(list(by_inner), timeout=timeout):
-        yield by_inner[inner]
+def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None,
+                 _raise: bool = True) -> Iterator[PrefectFuture]:
+    """Yield futures as their runs finish; TimeoutError if some are not done after `timeout`."""
+    _check_timeout(timeout)
+    futures = list(dict.fromkeys(futures))
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    pending = set()
+    for future in futures:
+        if future._final_state is not None:
+            yield future
+            continue
+        pending.add(future)
+        _when_done(future, finished.put)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while pending:
+        try:
+            future = finished.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            if _raise:
+                raise TimeoutError(f"{len(pending)} (of {len(futures)}) futures unfinished") from None
+            return
+        if future in pending:
+            pending.discard(future)
+            future.wait(0) if type(future) is not TaskRunFuture else None
+            yield future
+
+
+def _when_done(future: PrefectFuture, put: Callable[[PrefectFuture], Any]) -> None:
+    """Call put(future) once the run is done: a callback where the future has one we can trust,
+    else a thread that waits on it (futures of third-party runners)."""
+    if isinstance(future, PrefectWrappedFuture) and hasattr(future._wrapped_future, "add_done_callback") \
+            and type(future).wait in (PrefectConcurrentFuture.wait, TaskRunFuture.wait):
+        if type(future) is TaskRunFuture:
+            run_now(future._wrapped_future)
+        future._wrapped_future.add_done_callback(lambda _: put(future))
+        return
+    threading.Thread(target=lambda: (future.wait(), put(future)), daemon=True,
+                     name="nbflow-future-wait").start()
 
 
 _SCALARS = frozenset({int, float, str, bool, type(None), bytes, complex})
@@ -201,37 +363,46 @@ def _edge_from_result(value: Any, found: Inputs, results: dict[int, tuple[Any, A
 def resolve_futures_to_states(expr: Any) -> Any:
     """`expr` with every future inside (lists, tuples, sets, dicts; not inside quote()) replaced by
     its final state, waiting for each (Prefect's resolve_futures_to_states)."""
-    return _replace_futures(expr, lambda f: f.final_state())
+    def state(future: PrefectFuture) -> State:
+        if type(future) is TaskRunFuture:
+            return future.final_state()
+        future.wait()
+        return future.state
+
+    return _replace_futures(expr, state)
 
 
 def resolve_futures_to_results(expr: Any) -> Any:
     """`expr` with every future inside replaced by its result; raises if one did not complete."""
-    def result(future: TaskRunFuture) -> Any:
-        state = future.final_state()
-        if not state.is_completed():
-            raise RuntimeError(f"At least one result did not complete successfully: task run "
-                               f"'{future.task_run.task_name}' ended {state.name}: {state.message}")
-        return state._result(True)
+    def result(future: PrefectFuture) -> Any:
+        future.wait()
+        if not future.state.is_completed():
+            raise Exception("At least one result did not complete successfully")
+        return future.result()
 
     return _replace_futures(expr, result)
 
 
 def _replace_futures(expr: Any, fn: Any) -> Any:
-    if isinstance(expr, TaskRunFuture):
+    if isinstance(expr, PrefectFuture):
         return fn(expr)
     kind = type(expr)
     if kind in _SCALARS or kind is quote:
         return expr
+    if dataclasses.is_dataclass(expr) and not isinstance(expr, type):
+        values = {f.name: getattr(expr, f.name) for f in dataclasses.fields(expr) if f.init}
+        changed = {k: _replace_futures(v, fn) for k, v in values.items()}
+        return expr if all(changed[k] is v for k, v in values.items()) else dataclasses.replace(expr, **changed)
     if isinstance(expr, (list, tuple, set, frozenset)):
         items = [_replace_futures(v, fn) for v in expr]
-        if all(a is b for a, b in zip(items, expr)):
-            return expr
         if kind is FutureList:
             return items
+        if all(a is b for a, b in zip(items, expr)):
+            return expr
         return kind(*items) if hasattr(expr, "_fields") else kind(items)  # namedtuples take fields
     if isinstance(expr, dict):
-        pairs = {k: _replace_futures(v, fn) for k, v in expr.items()}
-        if all(pairs[k] is v for k, v in expr.items()):
+        pairs = [(_replace_futures(k, fn), _replace_futures(v, fn)) for k, v in expr.items()]
+        if all(k2 is k and v2 is v for (k2, v2), (k, v) in zip(pairs, expr.items())):
             return expr
-        return kind(pairs) if kind is not dict else pairs
+        return kind(pairs)
     return expr

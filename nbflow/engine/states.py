@@ -13,7 +13,8 @@ import time
 import types as _types
 from typing import Any
 
-from nbflow.errors import CancelledRunError, CrashedRunError, MissingResultError, NbflowError, PausedRunError
+from nbflow.errors import (CancelledRunError, CrashedRunError, FailedRunError, MissingResultError, NbflowError,
+                           PausedRunError)
 
 
 class StateType(str, enum.Enum):
@@ -47,7 +48,10 @@ STATE_TYPES: dict[str, StateType] = {
     "Suspended": StateType.PAUSED,
     "Cancelling": StateType.CANCELLING,
     "AwaitingRetry": StateType.SCHEDULED,
+    "AwaitingConcurrencySlot": StateType.SCHEDULED,
     "Late": StateType.SCHEDULED,
+    "Submitting": StateType.PENDING,
+    "InfrastructurePending": StateType.PENDING,
 }
 #: the name standing for each type in the transition table.
 TYPE_NAMES = {StateType.SCHEDULED: "Scheduled", StateType.PENDING: "Pending", StateType.RUNNING: "Running",
@@ -206,6 +210,9 @@ class State:
 
 
 _EXCEPTION_TYPES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
+#: the exception standing for a failed, crashed or cancelled run without one of its own.
+_WRAPPERS = {StateType.FAILED: (FailedRunError, "Run failed."), StateType.CRASHED: (CrashedRunError, "Run crashed."),
+             StateType.CANCELLED: (CancelledRunError, "Run cancelled.")}
 #: code flags of `async def` bodies and of notebook cells run with top-level await.
 _ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
 
@@ -216,13 +223,9 @@ def _short(value: Any) -> str:
 
 
 def _error_for(state: State) -> BaseException:
-    message = state.message or f"The run ended in state {state.name}."
-    if state.type is StateType.CRASHED:
-        return CrashedRunError(message)
-    if state.type is StateType.CANCELLED:
-        return CancelledRunError(message)
-    if state.type is StateType.FAILED:
-        return NbflowError(message)
+    if state.type in _WRAPPERS:
+        wrapper, default = _WRAPPERS[state.type]
+        return wrapper(state.message or default)
     return MissingResultError(
         f"The run is in state {state.name}, which has no result yet; wait for it to finish "
         "(future.wait()) before asking for its result."
@@ -293,6 +296,23 @@ def Late(message: str | None = None, data: Any = None, *, scheduled_time: Any = 
     return Scheduled(message, data, scheduled_time=scheduled_time, name=name or "Late", timestamp=timestamp)
 
 
+def AwaitingConcurrencySlot(message: str | None = None, data: Any = None, *,  # noqa: N802
+                            scheduled_time: Any = None, name: str | None = None,
+                            timestamp: float | None = None) -> State:
+    return Scheduled(message, data, scheduled_time=scheduled_time, name=name or "AwaitingConcurrencySlot",
+                     timestamp=timestamp)
+
+
+def Submitting(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
+               timestamp: float | None = None) -> State:
+    return _made("Pending", message, data, name or "Submitting", timestamp)
+
+
+def InfrastructurePending(message: str | None = None, data: Any = None, *,  # noqa: N802
+                          name: str | None = None, timestamp: float | None = None) -> State:
+    return _made("Pending", message, data, name or "InfrastructurePending", timestamp)
+
+
 def Completed(message: str | None = None, data: Any = None, *, name: str | None = None,  # noqa: N802
               timestamp: float | None = None) -> State:
     return _made("Completed", message, data, name, timestamp)
@@ -336,13 +356,19 @@ def Suspended(message: str | None = None, data: Any = None, *, name: str | None 
 
 # Helpers with Prefect's names (prefect.states).
 def get_state_exception(state: State) -> BaseException:
-    """The exception a failed, crashed or cancelled state stands for (for a state holding states,
-    the first failed one's); ValueError for any other state."""
-    if state.type not in _EXCEPTION_TYPES:
-        raise ValueError(f"Expected a failed, crashed or cancelled state; got {state!r}.")
+    """The exception a failed, crashed or cancelled state stands for, by Prefect's rules: its
+    exception; for a state holding states, the first failed one's; for text or nothing, a
+    FailedRun/CrashedRun/CancelledRun with it; ValueError for any other kind of state."""
+    wrapper, default = _WRAPPERS.get(state.type, (None, None))
+    if wrapper is None:
+        raise ValueError(f"Expected failed or crashed state got {state!r}.")
     if state._exception is not None:
         return state._exception
     held = state._data
+    if held is None:
+        return wrapper(state.message or default)
+    if isinstance(held, str):
+        return wrapper(held)
     if isinstance(held, State):
         return get_state_exception(held)
     if is_state_iterable(held):
@@ -350,11 +376,22 @@ def get_state_exception(state: State) -> BaseException:
             if inner.type in _EXCEPTION_TYPES:
                 return get_state_exception(inner)
         raise ValueError("Failed state result was an iterable of states but none were failed.")
-    return _error_for(state)
+    raise TypeError(f"Unexpected result for failed state: {held!r} —— {type(held).__name__} cannot be resolved "
+                    "into an exception")
 
 
-def raise_state_exception(state: State) -> None:
-    """Raise the exception of a failed, crashed or cancelled state; do nothing for any other."""
+def raise_state_exception(state: State) -> Any:
+    """Raise the exception of a failed, crashed or cancelled state; do nothing for any other
+    (from async code, an awaitable that does so, as Prefect's)."""
+    if _sys._getframe(1).f_code.co_flags & _ASYNC_CODE:
+        return araise_state_exception(state)
+    if state.type in _EXCEPTION_TYPES:
+        raise get_state_exception(state)
+    return None
+
+
+async def araise_state_exception(state: State) -> None:
+    """As raise_state_exception(), awaited."""
     if state.type in _EXCEPTION_TYPES:
         raise get_state_exception(state)
 

@@ -16,9 +16,10 @@ import os
 import queue
 import threading
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from nbflow.engine.calls import call_sync
+from nbflow.engine.context import flow_run_context
 from nbflow.errors import TaskDefinitionError, TimedOutError
 
 
@@ -28,12 +29,26 @@ def _check_workers(owner: str, max_workers: Any) -> None:
 
 
 class TaskRunner:
-    """Base of the runners: a pool that drives task runs, and how user code is called."""
+    """Base of the runners: a pool that drives task runs, and how user code is called.
+
+    Prefect's interface works too: `with ThreadPoolTaskRunner() as runner: runner.submit(task,
+    {"x": 1})`, `runner.map(task, {"x": [1, 2]})`; a subclass may override `submit(task,
+    parameters, wait_for=None, dependencies=None)` to run task runs its own way.
+    """
 
     def __init__(self, max_workers: int | None = None) -> None:
         _check_workers(type(self).__name__, max_workers)
         self.max_workers = max_workers
         self._pool: DriverThreads | None = None
+
+    @property
+    def name(self) -> str:
+        """The runner's name, as Prefect's: `threadpool`, `processpool`, `dask`."""
+        return type(self).__name__.lower().replace("taskrunner", "")
+
+    @property
+    def _started(self) -> bool:
+        return self._pool is not None
 
     def duplicate(self) -> "TaskRunner":
         """A fresh, unstarted runner with the same settings (each flow run gets its own)."""
@@ -47,7 +62,22 @@ class TaskRunner:
     def _driver_threads(self) -> int:
         return self.max_workers or min(32, (os.cpu_count() or 1) + 4)
 
-    def submit(self, drive: Callable[[], Any]) -> concurrent.futures.Future:
+    def submit(self, task: Any, parameters: dict[str, Any] | None = None, wait_for: Iterable[Any] | None = None,
+               dependencies: Any = None) -> Any:
+        """Start a run of `task` with `parameters` (a dict by parameter name) on this runner; return
+        its future. The runner must be started (`with runner:` or `runner.start()`)."""
+        if self._pool is None:
+            raise RuntimeError("Task runner is not started")
+        args, kwargs = call_arguments(task, parameters or {})
+        return task._submit(flow_run_context.get(), self, args, kwargs, wait_for, None)
+
+    def map(self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None) -> Any:
+        """Submit one run of `task` per element of the iterable parameters (`unmapped(x)` whole)."""
+        if not self._started:
+            raise RuntimeError("The task runner must be started before submitting work.")
+        return task._map_on(self, (), dict(parameters), wait_for)
+
+    def _start_run(self, drive: Callable[[], Any]) -> concurrent.futures.Future:
         """Run `drive` (a task run's engine loop, returning its final state) in the pool.
 
         The returned future can also be run by whoever waits for it first (see run_now()):
@@ -70,13 +100,58 @@ class TaskRunner:
             self._pool = None
 
     def __enter__(self) -> "TaskRunner":
+        if self._pool is not None:
+            raise RuntimeError("This task runner is already started")
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
 
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return False
+        return self._settings() == other._settings()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._settings()))
+
+    def _settings(self) -> tuple:
+        return (self.max_workers,)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(max_workers={self.max_workers})"
+
+
+def call_arguments(task: Any, parameters: dict[str, Any]) -> tuple[tuple, dict]:
+    """Positional and keyword arguments of a call from Prefect's parameters dict (by name; a
+    *args parameter holds a sequence, a **kwargs parameter a dict)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(task.fn)
+    except (TypeError, ValueError):
+        return (), dict(parameters)
+    args: list = []
+    kwargs: dict[str, Any] = {}
+    rest = dict(parameters)
+    star = any(p.kind is p.VAR_POSITIONAL and rest.get(n) for n, p in signature.parameters.items())
+    for name, param in signature.parameters.items():
+        positional = param.kind is param.POSITIONAL_ONLY or (star and param.kind is param.POSITIONAL_OR_KEYWORD)
+        if name not in rest:
+            if positional and param.default is not param.empty:
+                args.append(param.default)  # keeps the positions of the values after it
+            continue
+        value = rest.pop(name)
+        if positional:
+            args.append(value)
+        elif param.kind is param.VAR_POSITIONAL:
+            args.extend(value)
+        elif param.kind is param.VAR_KEYWORD:
+            kwargs.update(value)
+        else:
+            kwargs[name] = value
+    kwargs.update(rest)  # unknown names: binding the call reports them
+    return tuple(args), kwargs
 
 
 class DriverThreads:

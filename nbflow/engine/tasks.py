@@ -14,7 +14,7 @@ from nbflow.engine.context import FlowRunContext, flow_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.annotations import BaseAnnotation, unmapped
 from nbflow.engine.hooks import HookDecorators
-from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream
+from nbflow.engine.futures import FutureList, PrefectFuture, TaskRunFuture, resolve_inputs, submitted_upstream
 from nbflow.engine.models import TaskRun, new_run_id
 from nbflow.engine.options import (check_callable, check_hooks, check_reserved, check_run_name, check_tags,
                                    check_timeout)
@@ -145,13 +145,20 @@ class Task(HookDecorators):
     def submit(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> TaskRunFuture:
         """Start a task run on the flow's task runner; return its future at once."""
         flow_ctx = flow_run_context.get()
-        return self._submit(flow_ctx, _runner_for(flow_ctx), args, kwargs, wait_for, None)
+        runner = _runner_for(flow_ctx)
+        if type(runner).submit is not TaskRunner.submit:  # a runner of the user's own (Prefect's interface)
+            return runner.submit(self, self.bind(args, kwargs), wait_for)
+        return self._submit(flow_ctx, runner, args, kwargs, wait_for, None)
 
     def map(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> FutureList:
         """Submit one task run per element of the iterable arguments; `unmapped(x)` is passed whole."""
+        return self._map_on(_runner_for(flow_run_context.get()), args, kwargs, wait_for)
+
+    def _map_on(self, runner: TaskRunner, args: tuple, kwargs: dict, wait_for: Iterable[Any] | None) -> FutureList:
         flow_ctx = flow_run_context.get()
-        runner = _runner_for(flow_ctx)
         calls = _mapped_calls(self, args, kwargs)
+        if type(runner).submit is not TaskRunner.submit:
+            return FutureList(runner.submit(self, self.bind(a, k), wait_for) for a, k in calls)
         return FutureList(self._submit(flow_ctx, runner, a, k, wait_for, i) for i, (a, k) in enumerate(calls))
 
     def _submit(self, flow_ctx: FlowRunContext | None, runner: TaskRunner, args: tuple, kwargs: dict,
@@ -169,7 +176,7 @@ class Task(HookDecorators):
             except BaseException as exc:  # noqa: BLE001 - a future must always end in a state
                 return _crashed(run, exc)
 
-        future = TaskRunFuture(run, runner.submit(drive))
+        future = TaskRunFuture(run, runner._start_run(drive))
         if flow_ctx is not None:
             flow_ctx.futures.append(future)
         return future
@@ -276,7 +283,7 @@ def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, di
         raise TypeError(f"{task.name}.map(): {exc}") from None
     arguments = dict(bound.arguments)
     for name, value in arguments.items():
-        if isinstance(value, TaskRunFuture):
+        if isinstance(value, PrefectFuture):  # a future of a list maps over the list
             arguments[name] = value.result()
     mapped = {n: _elements(v) for n, v in arguments.items() if _is_mappable(v)}
     if not mapped:

@@ -40,9 +40,11 @@ def test_refused_transitions_report_history(frm: str | None, to: str) -> None:
 def test_every_state_has_a_type_and_a_row() -> None:
     assert set(STATE_TYPES) == {"Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
                                 "Crashed", "Cancelled", "Retrying", "TimedOut", "Paused", "Suspended",
-                                "Cancelling", "AwaitingRetry", "Late"}
+                                "Cancelling", "AwaitingRetry", "Late", "AwaitingConcurrencySlot", "Submitting",
+                                "InfrastructurePending"}
     # Prefect's other names move through the table as the name of their type.
-    assert set(TRANSITIONS) - {None} == set(STATE_TYPES) - {"Suspended", "AwaitingRetry", "Late"}
+    assert set(TRANSITIONS) - {None} == set(STATE_TYPES) - {"Suspended", "AwaitingRetry", "Late", "Submitting",
+                                                           "AwaitingConcurrencySlot", "InfrastructurePending"}
     for targets in TRANSITIONS.values():
         assert targets <= set(STATE_TYPES)
 
