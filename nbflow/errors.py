@@ -134,4 +134,5 @@ CrashedRun = CrashedRunError
 CancelledRun = CancelledRunError
 PausedRun = PausedRunError
 MissingResult = MissingResultError
+UnfinishedRun = MissingResultError
 UpstreamTaskError = UpstreamFailedError

@@ -91,15 +91,9 @@ def finish(flow: Any, run: FlowRun, ctx: FlowRunContext, outcome: State) -> Stat
     log = flow_run_logger(run)
     if state.is_completed():
         log.info("Finished in state %s", state)
-        _run_hooks(flow, flow.on_completion_hooks, run, state)
-    elif state.is_paused():
-        log.info("Finished in state %s", state)
-    elif state.is_cancelled():
-        log.info("Finished in state %s", state)
-        _run_hooks(flow, flow.on_cancellation_hooks, run, state)
     else:
         log.error("Finished in state %s", state)
-        _run_hooks(flow, flow.on_failure_hooks, run, state)
+    _run_hooks(flow, _hooks_for(flow, state), run, state)
     if run.parent_flow_run_id is None:
         recorder.flush_soon()
     return state
@@ -112,6 +106,19 @@ def handle_crash(flow: Any, run: FlowRun, ctx: FlowRunContext, exc: BaseExceptio
     _run_hooks(flow, flow.on_crashed_hooks, run, state)
     recorder.flush_soon()
     raise exc
+
+
+def _hooks_for(flow: Any, state: State) -> list:
+    """The hooks a final state calls, as Prefect: Cancelling counts as cancelled; Paused calls none."""
+    if state.is_completed():
+        return flow.on_completion_hooks
+    if state.is_cancelled() or state.is_cancelling():
+        return flow.on_cancellation_hooks
+    if state.is_crashed():
+        return flow.on_crashed_hooks
+    if state.is_failed():
+        return flow.on_failure_hooks
+    return []
 
 
 def _close_runner(ctx: FlowRunContext) -> None:

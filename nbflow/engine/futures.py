@@ -314,6 +314,26 @@ def _future_value(future: TaskRunFuture, found: Inputs, allow_failed: bool) -> A
     return None
 
 
+def _state_value(state: State, found: Inputs, allow_failed: bool) -> Any:
+    """What a State passed to a task gives it: its result, as Prefect resolves states among inputs."""
+    if state.run_id is not None:
+        found.upstream.append(state.run_id)
+    if state.is_completed() or allow_failed:
+        return state._result(False)
+    found.not_completed.append((_StateSource(state.run_id or "(a state)"), state))
+    return None
+
+
+class _StateSource:
+    """Stands for the run of a state passed as an input (for the NotReady message)."""
+
+    __slots__ = ("id", "task_name")
+
+    def __init__(self, run_id: str) -> None:
+        self.id = run_id
+        self.task_name = "a state passed as input"
+
+
 def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | None,
              allow_failed: bool = False) -> Any:
     kind = type(value)
@@ -323,6 +343,8 @@ def _resolve(value: Any, found: Inputs, results: dict[int, tuple[Any, Any]] | No
         return value
     if kind is TaskRunFuture:
         return _future_value(value, found, allow_failed)
+    if kind is State:
+        return _state_value(value, found, allow_failed)
     if kind is FutureList:
         return [_resolve(v, found, results, allow_failed) for v in value]
     if kind in _ANNOTATIONS:

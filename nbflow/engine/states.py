@@ -51,6 +51,7 @@ STATE_TYPES: dict[str, StateType] = {
     "AwaitingConcurrencySlot": StateType.SCHEDULED,
     "Late": StateType.SCHEDULED,
     "Submitting": StateType.PENDING,
+    "NotReady": StateType.PENDING,
     "InfrastructurePending": StateType.PENDING,
 }
 #: the name standing for each type in the transition table.
@@ -69,7 +70,7 @@ _SETTLED = _ENDINGS | {"Paused", "Suspended", "Cancelling"}
 TRANSITIONS: dict[str | None, frozenset[str]] = {
     None: frozenset({"Scheduled", "Pending", "Running"}),
     "Scheduled": frozenset({"Pending", "Running", "Cancelled", "Crashed"}),
-    "Pending": frozenset({"Running", "Cached", "Failed", "Cancelled", "Crashed"}),
+    "Pending": frozenset({"Running", "Cached", "Failed", "Cancelled", "Crashed", "NotReady"}),
     "Running": _SETTLED - {"Cached"} | {"Retrying"},
     "Retrying": _SETTLED - {"Cached"} | {"Retrying"},
     # A finished flow run can be retried as a whole (flow retries) or re-run by a deployment.
@@ -79,6 +80,8 @@ TRANSITIONS: dict[str | None, frozenset[str]] = {
     "Cached": frozenset(),
     "Crashed": frozenset(),
     "Cancelled": frozenset(),
+    # A task run whose upstream did not complete stays NotReady, as in Prefect 3.
+    "NotReady": frozenset(),
     # A flow or task that returned Paused()/Cancelling() stays so; only an end may follow.
     "Paused": frozenset({"Running", "Cancelled", "Crashed", "Failed"}),
     "Cancelling": frozenset({"Cancelled", "Crashed", "Failed", "Completed"}),
@@ -227,9 +230,9 @@ def _error_for(state: State) -> BaseException:
         wrapper, default = _WRAPPERS[state.type]
         return wrapper(state.message or default)
     return MissingResultError(
-        f"The run is in state {state.name}, which has no result yet; wait for it to finish "
-        "(future.wait()) before asking for its result."
-    )
+        f"Run is in {state.type.value} state, its result is not available (state {state.name}"
+        f"{': ' + state.message if state.message else ''}); wait for it to finish (future.wait()) before asking "
+        "for its result.")
 
 
 def next_state(current: State | None, name: str, history: list[str] | tuple[str, ...] = (),

@@ -22,7 +22,7 @@ from nbflow.engine.run_logging import install_print_hook, log_prints_enabled, ta
 from nbflow.engine.states import InvalidTransitionError, State, is_state_iterable, return_value_to_state
 from nbflow.engine.transitions import enter_returned_state, enter_task_state
 from nbflow.store.buffer import recorder
-from nbflow.errors import ResultStorageError, TaskDefinitionError, SerializationError, TimedOutError, UpstreamFailedError
+from nbflow.errors import ResultStorageError, TaskDefinitionError, SerializationError, TimedOutError
 
 logger = logging.getLogger("nbflow.task_runs")
 
@@ -98,13 +98,15 @@ def name_run(task: Any, run: TaskRun, ctx: TaskRunContext) -> None:
 
 
 def handle_upstream_failure(task: Any, run: TaskRun, inputs: Inputs) -> State:
+    """An upstream run did not complete: the run does not start and stays NotReady (a kind of
+    Pending), as in Prefect 3."""
     upstream, state = inputs.not_completed[0]
-    error = UpstreamFailedError(
-        f"Task '{task.name}' did not start: upstream task run '{upstream.task_name}' "
-        f"({upstream.id}) ended {state.name}: {state.message}"
-    )
-    run.error = f"UpstreamFailedError: {error}"
-    return _finish(task, run, "Failed", str(error), exception=error)
+    message = (f"Upstream task run '{upstream.id}' did not reach a 'COMPLETED' state: '{upstream.task_name}' "
+               f"ended {state.name}" + (f": {state.message}" if state.message else "."))
+    run.error = f"UpstreamFailedError: {message}"
+    state = enter_task_state(run, "NotReady", message)
+    task_run_logger(run).error("Finished in state %s", state)
+    return state
 
 
 def handle_cache_hit(task: Any, run: TaskRun, value: Any, flow_ctx: FlowRunContext | None) -> State:

@@ -142,17 +142,30 @@ class Task(HookDecorators):
             raise
         return state if return_state else (run.returned if run.returned is not None else state._result(True))
 
-    def submit(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> TaskRunFuture:
-        """Start a task run on the flow's task runner; return its future at once."""
+    def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+               **kwargs: Any) -> Any:
+        """Start a task run on the flow's task runner; return its future at once (with
+        return_state=True: wait, and return its final state)."""
         flow_ctx = flow_run_context.get()
         runner = _runner_for(flow_ctx)
         if type(runner).submit is not TaskRunner.submit:  # a runner of the user's own (Prefect's interface)
-            return runner.submit(self, self.bind(args, kwargs), wait_for)
-        return self._submit(flow_ctx, runner, args, kwargs, wait_for, None)
+            future = runner.submit(self, self.bind(args, kwargs), wait_for)
+        else:
+            future = self._submit(flow_ctx, runner, args, kwargs, wait_for, None)
+        if return_state:
+            future.wait()
+            return future.state
+        return future
 
-    def map(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> FutureList:
-        """Submit one task run per element of the iterable arguments; `unmapped(x)` is passed whole."""
-        return self._map_on(_runner_for(flow_run_context.get()), args, kwargs, wait_for)
+    def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+            **kwargs: Any) -> Any:
+        """Submit one task run per element of the iterable arguments; `unmapped(x)` is passed whole
+        (with return_state=True: wait, and return their final states)."""
+        futures = self._map_on(_runner_for(flow_run_context.get()), args, kwargs, wait_for)
+        if return_state:
+            futures.wait()
+            return [f.state for f in futures]
+        return futures
 
     def _map_on(self, runner: TaskRunner, args: tuple, kwargs: dict, wait_for: Iterable[Any] | None) -> FutureList:
         flow_ctx = flow_run_context.get()
@@ -285,6 +298,8 @@ def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, di
     for name, value in arguments.items():
         if isinstance(value, PrefectFuture):  # a future of a list maps over the list
             arguments[name] = value.result()
+        elif isinstance(value, State):
+            arguments[name] = value._result(True)
     mapped = {n: _elements(v) for n, v in arguments.items() if _is_mappable(v)}
     if not mapped:
         raise TypeError(

@@ -176,7 +176,7 @@ def test_state_names_are_case_insensitive(raw: str) -> None:
 
 def test_every_design_state_is_accepted() -> None:
     design = ("Scheduled Pending Running Completed Cached Failed Crashed Cancelled Retrying TimedOut "
-              "Paused Suspended Cancelling AwaitingRetry Late AwaitingConcurrencySlot Submitting InfrastructurePending")  # the last five: Prefect's, for returned states
+              "Paused Suspended Cancelling AwaitingRetry Late AwaitingConcurrencySlot Submitting InfrastructurePending NotReady")  # the last five: Prefect's, for returned states
     assert sorted(STATE_NAMES.values()) == sorted(design.split())
 
 

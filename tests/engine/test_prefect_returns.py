@@ -10,7 +10,7 @@ import pytest
 import nbflow
 from nbflow import flow, task
 from nbflow.engine.context import TaskRunContext
-from nbflow.errors import FailedRun, PausedRunError
+from nbflow.errors import FailedRun, PausedRunError, UnfinishedRun
 from nbflow.states import Cancelled, Completed, Failed, Paused, State, StateType
 
 
@@ -261,3 +261,56 @@ def test_task_run_name_from_a_template_or_a_function(caplog: pytest.LogCaptureFi
 
     with pytest.raises(TypeError, match="for 'task_run_name' returned type NoneType but a string is required"):
         bad_name()
+
+
+def test_a_task_whose_upstream_failed_stays_not_ready() -> None:
+    @task
+    def echo(y):
+        return y
+
+    @flow
+    def chain():
+        return echo.submit(fail.submit())
+
+    flow_state = chain(return_state=True)
+    task_state = flow_state.result(raise_on_failure=False)
+    assert task_state.is_pending() and task_state.name == "NotReady"
+    assert "did not reach a 'COMPLETED' state" in task_state.message
+    assert flow_state.is_failed() and flow_state.message == "1/1 states are not final."
+    with pytest.raises(UnfinishedRun, match="Run is in PENDING state, its result is not available"):
+        task_state.result()
+
+
+def test_submit_and_map_with_return_state_and_states_as_inputs() -> None:
+    @task
+    def add_one(x):
+        return x + 1
+
+    @flow
+    def uses_states():
+        state = add_one.submit(1, return_state=True)
+        states = add_one.map([1, 2], return_state=True)
+        from_state = add_one(state)  # a state passed to a task gives its result
+        mapped = add_one.map(Completed(data=[5, 6])).result()
+        return state, states, from_state, mapped
+
+    state, states, from_state, mapped = uses_states()
+    assert isinstance(state, State) and state.result() == 2
+    assert [s.result() for s in states] == [2, 3]
+    assert from_state == 3 and mapped == [6, 7]
+
+
+def test_returned_crashed_and_cancelling_states_call_their_hooks() -> None:
+    seen: list[str] = []
+
+    @flow(on_crashed=[lambda f, r, s: seen.append("crashed")], on_failure=[lambda f, r, s: seen.append("failed")])
+    def crashes():
+        return State(type=StateType.CRASHED)
+
+    @flow(on_cancellation=[lambda f, r, s: seen.append("cancelled")])
+    def cancelling():
+        return State(type=StateType.CANCELLING)
+
+    assert crashes(return_state=True).is_crashed()
+    assert cancelling(return_state=True).is_cancelling()
+    assert seen == ["crashed", "cancelled"]

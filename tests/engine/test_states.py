@@ -41,7 +41,7 @@ def test_every_state_has_a_type_and_a_row() -> None:
     assert set(STATE_TYPES) == {"Scheduled", "Pending", "Running", "Completed", "Cached", "Failed",
                                 "Crashed", "Cancelled", "Retrying", "TimedOut", "Paused", "Suspended",
                                 "Cancelling", "AwaitingRetry", "Late", "AwaitingConcurrencySlot", "Submitting",
-                                "InfrastructurePending"}
+                                "InfrastructurePending", "NotReady"}
     # Prefect's other names move through the table as the name of their type.
     assert set(TRANSITIONS) - {None} == set(STATE_TYPES) - {"Suspended", "AwaitingRetry", "Late", "Submitting",
                                                            "AwaitingConcurrencySlot", "InfrastructurePending"}
@@ -77,5 +77,5 @@ def test_result_of_completed_and_failed_states() -> None:
     assert failed.result(raise_on_failure=False) is error
     with pytest.raises(CrashedRunError):
         State("Crashed", "process died").result()
-    with pytest.raises(NbflowError, match="no result yet"):
+    with pytest.raises(NbflowError, match="Run is in RUNNING state, its result is not available"):
         State("Running").result()
