@@ -17,12 +17,13 @@ from nbflow.engine.run_logging import get_run_logger
 from nbflow.engine.states import State
 from nbflow.engine.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from nbflow.engine.tasks import Task, task
+from nbflow.engine.transactions import Transaction, transaction
 
 __all__ = [
     "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner", "State",
     "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff", "flow",
     "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task", "task_runs",
-    "unmapped", "wait", "allow_failure", "get_run_context", "tags",
+    "unmapped", "wait", "allow_failure", "get_run_context", "tags", "Transaction", "transaction",
 ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nbflow.engine import caching
+from nbflow.engine import caching, transactions
 from nbflow.engine.context import FlowRunContext, TaskRunContext, task_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
 from nbflow.engine.futures import Inputs
@@ -54,6 +54,9 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
     prints = log_prints_enabled.set(log_prints)
     if log_prints:
         install_print_hook()
+    txn = None
+    if task.on_commit_hooks or task.on_rollback_hooks or transactions.current() is not None:
+        txn = transactions.Transaction(key=cache_key, logger=task_run_logger(run)).__enter__()
     try:
         if task.task_run_name is not None:
             try:
@@ -74,7 +77,10 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
                             yield Sleep(delay)
                         continue
                     return handle_returned_state(task, run, value, flow_ctx)
-                return handle_success(task, run, value, cache_key, flow_ctx)
+                state = handle_success(task, run, value, cache_key, flow_ctx)
+                if txn is not None and state.is_completed():
+                    txn.stage(value, on_rollback_hooks=task.on_rollback_hooks, on_commit_hooks=task.on_commit_hooks)
+                return state
             if not isinstance(value, Exception):
                 return handle_crash(task, run, value)
             if should_retry(task, run, value):
@@ -85,6 +91,8 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
                 continue
             return handle_failure(task, run, value)
     finally:
+        if txn is not None:
+            txn.__exit__(None, None, None)  # commits now, or leaves it to the enclosing transaction
         log_prints_enabled.reset(prints)
         task_run_context.reset(token)
 

@@ -41,7 +41,8 @@ class Task(HookDecorators):
                  persist_result: bool | None = None, log_prints: bool | None = None,
                  on_completion: list[Callable] | None = None,
                  on_failure: list[Callable] | None = None, on_running: list[Callable] | None = None,
-                 task_run_name: str | Callable[..., str] | None = None) -> None:
+                 task_run_name: str | Callable[..., str] | None = None,
+                 on_commit: list[Callable] | None = None, on_rollback: list[Callable] | None = None) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@task needs a function; got {type(fn).__name__} {fn!r}.")
         self.fn = fn
@@ -74,6 +75,8 @@ class Task(HookDecorators):
         self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
         self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
         self.on_running_hooks = check_hooks(owner, "on_running", on_running)
+        self.on_commit_hooks = check_hooks(owner, "on_commit", on_commit)
+        self.on_rollback_hooks = check_hooks(owner, "on_rollback", on_rollback)
         check_run_name(owner, "task_run_name", task_run_name)
         self.task_run_name = task_run_name
         self.is_async = inspect.iscoroutinefunction(fn)
@@ -89,7 +92,7 @@ class Task(HookDecorators):
             cache_key_fn=cache_key_fn, cache_expiration=cache_expiration, cache_policy=cache_policy,
             refresh_cache=refresh_cache, persist_result=persist_result, log_prints=log_prints,
             on_completion=on_completion, on_failure=on_failure, on_running=on_running,
-            task_run_name=task_run_name)
+            task_run_name=task_run_name, on_commit=on_commit, on_rollback=on_rollback)
         self.__doc__ = fn.__doc__
         self.__name__ = self.name
         self.__wrapped__ = fn
@@ -199,6 +202,14 @@ class Task(HookDecorators):
                       self.task_key, dynamic_key=dynamic_key, tags=with_tags(self.tags), created=time.time())
         enter_task_state(run, "Pending")
         return run
+
+    def on_commit(self, fn: Callable) -> Callable:
+        """Add a hook called with the transaction when the task run's transaction commits."""
+        return self._add_hook("on_commit", fn)
+
+    def on_rollback(self, fn: Callable) -> Callable:
+        """Add a hook called with the transaction when the task run's transaction rolls back."""
+        return self._add_hook("on_rollback", fn)
 
     def __class_getitem__(cls, params: Any) -> type:
         """`Task[P, R]` in type hints, as Prefect's generic Task allows."""
