@@ -14,7 +14,7 @@ def test_exported_members() -> None:
         "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner",
         "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff",
         "flow", "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task",
-        "task_runs", "unmapped", "wait", "allow_failure", "get_run_context", "tags",
+        "task_runs", "unmapped", "wait", "allow_failure", "get_run_context", "tags", "load_flow_from_entrypoint",
     ])
     for name in nbflow.__all__:
         assert getattr(nbflow, name) is not None, name
