@@ -453,7 +453,25 @@ def _set_state(con: Any, run_id: str, name: str, message: str | None = None,
     con.execute("INSERT INTO state_history SELECT ?, coalesce(max(seq), 0) + 1, 'flow', ?, ?, ?, ? "
                 "FROM state_history WHERE run_id = ?", [run_id, name, STATE_TYPES[name].value, message, now, run_id])
     if name in FINAL_STATE_NAMES:
+        _end_task_runs(con, run_id, name, now)
         _fire_triggers(con, run_id, name)
+
+
+def _end_task_runs(con: Any, run_id: str, name: str, now: dt.datetime) -> None:
+    """A flow deployment's run stopped by its worker (timeout, cancel, crash): its unfinished task runs
+    (the flow's process was killed) end Crashed with it."""
+    rows = con.execute("SELECT id FROM task_runs WHERE flow_run_id = ? AND state_type IN ('PENDING', 'RUNNING')",
+                       [run_id]).fetchall()
+    if not rows:
+        return
+    ids = [r[0] for r in rows]
+    message = f"The flow run ended {name} before this task run finished"
+    con.execute("UPDATE task_runs SET state = 'Crashed', state_type = 'CRASHED', state_message = ?, end_time = ?, "
+                "duration_s = CASE WHEN start_time IS NULL THEN NULL ELSE greatest(epoch(?::TIMESTAMP) - "
+                "epoch(start_time), 0) END, updated = ? WHERE list_contains(?, id)", [message, now, now, now, ids])
+    con.execute("INSERT INTO state_history SELECT t.id, coalesce(max(h.seq), 0) + 1, 'task', 'Crashed', 'CRASHED', "
+                "?, ? FROM unnest(?) AS t(id) LEFT JOIN state_history h ON h.run_id = t.id GROUP BY t.id",
+                [message, now, ids])
 
 
 def _fire_triggers(con: Any, run_id: str, state: str) -> None:
@@ -491,15 +509,16 @@ def _claimed_specs(con: Any, run_ids: list[str]) -> list[dict[str, Any]]:
         return []
     rows = con.execute(
         "SELECT f.id, f.flow_name, f.deployment_id, p.name, p.kind, p.notebook, p.entrypoint, f.parameters, "
-        "p.timeout_seconds, f.scheduled_time FROM flow_runs f JOIN deployments p ON p.id = f.deployment_id "
+        "p.timeout_seconds, f.scheduled_time, f.created FROM flow_runs f JOIN deployments p ON p.id = f.deployment_id "
         "WHERE list_contains(?, f.id) ORDER BY f.scheduled_time", [run_ids]).fetchall()
     keys = ("id", "flow_name", "deployment_id", "deployment_name", "kind", "notebook", "entrypoint",
-            "parameters", "timeout_seconds", "scheduled_time")
+            "parameters", "timeout_seconds", "scheduled_time", "created")
     specs = [dict(zip(keys, r)) for r in rows]
     roots = [str(root) for root in paths.allowed_roots()]
     for spec in specs:
         spec["parameters"] = json.loads(spec["parameters"] or "{}")
         spec["scheduled_time"] = _iso(spec["scheduled_time"])
+        spec["created"] = _iso(spec["created"])
         spec["allowed_roots"] = roots  # the worker checks the file against them again before running it
     return specs
 

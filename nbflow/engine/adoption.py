@@ -22,12 +22,13 @@ _adopted: contextvars.ContextVar[FlowRun | None] = contextvars.ContextVar("nbflo
 
 @contextlib.contextmanager
 def adopt_flow_run(run_id: str, *, name: str | None = None, deployment_id: str | None = None,
-                   scheduled_time: float | None = None, history: tuple[str, ...] = ("Scheduled", "Pending", "Running"),
+                   scheduled_time: float | None = None, created: float | None = None,
+                   history: tuple[str, ...] = ("Scheduled", "Pending", "Running"),
                    tags: tuple[str, ...] = ("deployment",)) -> Iterator[FlowRun]:
     """Within the block, the first top-level flow call runs as the existing flow run `run_id`,
     which the caller already recorded through the states in `history` (the last is its state now)."""
     run = FlowRun(run_id, name or "", parameters={}, deployment_id=deployment_id, tags=tags,
-                  created=time.time())
+                  created=created or time.time())
     if name:
         run.name = name
     run.scheduled_time = scheduled_time
