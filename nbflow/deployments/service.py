@@ -539,6 +539,18 @@ def _run(con: Any, run_id: str) -> dict[str, Any]:
 
 
 def _deployment(con: Any, ref: str) -> dict[str, Any]:
+    """The deployment `ref` names: its id, its name, or FLOW/NAME as Prefect writes it (a deployment's name
+    has no '/', so the last '/' splits them)."""
+    flow_name, slash, name = str(ref).rpartition("/")
+    if slash:
+        rows = _rows(con, "SELECT * FROM deployments WHERE name = ? AND flow_name = ?", [name, flow_name])
+        if not rows:
+            known = [f"{r['flow_name']}/{r['name']}" for r in _rows(
+                con, "SELECT flow_name, name FROM deployments WHERE name = ? ORDER BY flow_name", [name])]
+            hint = f" A deployment named {name!r} exists as {', '.join(known)}." if known else ""
+            raise UnknownDeploymentError(f"No deployment {name!r} of flow {flow_name!r}.{hint} `nbflow deployment "
+                                         "ls` lists them.")
+        return rows[0]
     rows = _rows(con, "SELECT * FROM deployments WHERE id = ? OR name = ?", [ref, ref])
     if not rows:
         raise UnknownDeploymentError(f"No deployment with id or name {ref!r}; `nbflow deployment ls` lists them.")

@@ -109,6 +109,8 @@ def test_parameter_schema_and_workers(server, tmp_path) -> None:
     assert flow_schema["properties"]["ratio"]["type"] == "number"
     assert flow_schema["properties"]["label"]["default"] == "x"
     assert "required" not in flow_schema  # rows has the deployment's value
+    by_flow = server.request("GET", "deployments/typed%2Ftyped-flow")  # FLOW/DEPLOYMENT, as Prefect names it
+    assert by_flow[0] == 200 and by_flow[1]["name"] == "typed-flow"
     server.request("POST", "workers/w-views/heartbeat", {"work_pool": "nobody", "run_ids": []})
     workers = server.request("GET", "workers")[1]
     mine = next(w for w in workers if w["id"] == "w-views")
