@@ -49,7 +49,7 @@ class ParameterBindError(NbflowError, TypeError):
                           call_kwargs: dict[str, Any]) -> "ParameterBindError":
         """Prefect's message: what Python said, the function's signature and what it received."""
         name = getattr(fn, "__name__", type(fn).__name__)
-        signature = str(inspect.signature(fn)).strip("()")
+        signature = ", ".join(_parameter_text(p) for p in inspect.signature(fn).parameters.values())
         return cls(f"Error binding parameters for function '{name}': {exc}.\nFunction '{name}' has signature "
                    f"'{signature}' but received args: {call_args} and kwargs: {list(call_kwargs)}.")
 
@@ -148,6 +148,18 @@ class CrashedRunError(NbflowError):
 
 class UpstreamFailedError(NbflowError):
     """A task could not start because a future it waits for did not complete."""
+
+
+def _parameter_text(param: inspect.Parameter) -> str:
+    """`name: hint = default` as written (a string hint without quotes, as under `from __future__ import
+    annotations`)."""
+    text = str(param.replace(annotation=inspect.Parameter.empty, default=inspect.Parameter.empty))
+    if param.annotation is not inspect.Parameter.empty:
+        hint = param.annotation
+        text += f": {hint if isinstance(hint, str) else inspect.formatannotation(hint)}"
+    if param.default is not inspect.Parameter.empty:
+        text += f" = {param.default!r}"
+    return text
 
 
 class MissingFlowError(NbflowError, LookupError):

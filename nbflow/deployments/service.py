@@ -220,8 +220,11 @@ def set_run_state(store: Any, run_id: str, state: str, message: str | None = Non
             raise ConflictError(f"Flow run {run['id']} is not claimed by worker {worker_id}.", "worker_id")
         if run["state"] != name:
             _set_state(con, run["id"], name, message, output_notebook)
-        elif output_notebook:
-            con.execute("UPDATE flow_runs SET output_notebook = ? WHERE id = ?", [output_notebook, run["id"]])
+        else:
+            if output_notebook:
+                con.execute("UPDATE flow_runs SET output_notebook = ? WHERE id = ?", [output_notebook, run["id"]])
+            if name in FINAL_STATE_NAMES:  # the flow's own process recorded it (an adopted run): act on it now
+                _fire_triggers(con, run["id"], name)
     if name in FINAL_STATE_NAMES:
         _notify()
     return flow_run_json(store, run["id"])
@@ -479,9 +482,11 @@ def _fire_triggers(con: Any, run_id: str, state: str) -> None:
     source = con.execute("SELECT deployment_id FROM deployment_runs WHERE run_id = ?", [run_id]).fetchone()
     if not source:
         return
+    fired = {r[0] for r in con.execute("SELECT deployment_id FROM deployment_runs WHERE triggered_by = ?",
+                                       [run_id]).fetchall()}  # a state reported twice fires once
     for row in _rows(con, "SELECT * FROM deployments WHERE triggers IS NOT NULL AND triggers <> '[]'", []):
-        if not row["paused"] and any(t["deployment"] == source[0] and t["state"] == state
-                                     for t in row["triggers"]):
+        if not row["paused"] and row["id"] not in fired and any(t["deployment"] == source[0] and t["state"] == state
+                                                                  for t in row["triggers"]):
             _insert_runs(con, row, [(row["parameters"] or {}, _now(), None, run_id)])
 
 

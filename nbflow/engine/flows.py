@@ -12,13 +12,14 @@ from nbflow.engine.calls import call_sync, run_coro_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context, with_tags
 from nbflow.engine.deployer import deployer
 from nbflow.engine.driver import drive_async, drive_sync
-from nbflow.engine.flow_engine import flow_run_steps
+from nbflow.engine.flow_engine import finish, flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
 from nbflow.engine.options import check_hooks, check_reserved, check_run_name, check_tags, check_timeout, run_name
 from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.parameters import FlowParameters
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.run_logging import flow_run_logger
+from nbflow.engine.states import State
 from nbflow.engine.task_runners import TaskRunner
 from nbflow.engine.transitions import enter_flow_state
 from nbflow.errors import ParameterTypeError, TaskDefinitionError
@@ -174,7 +175,7 @@ class Flow(HookDecorators):
                 enter_flow_state(run, "Running")
             message = "Validation of flow parameters failed with error:"
             flow_run_logger(run).error("%s %s", message, exc)
-            enter_flow_state(run, "Failed", f"{message} {type(exc).__name__}: {exc}", exception=exc)
+            finish(self, run, ctx, State("Failed", f"{message} {type(exc).__name__}: {exc}", exception=exc))
             return run, ctx, None
         run.parameters = dict(bound.arguments)
         if self.flow_run_name is not None:
