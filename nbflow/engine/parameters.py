@@ -6,8 +6,9 @@ becomes one, a dict becomes the pydantic model or dataclass the hint names, and 
 that does not fit fails the run with ParameterTypeError. Text that does not fit but parses
 as JSON (a list or object typed on a command line or in a form) is tried once as JSON.
 
-pydantic loads only when a flow with type hints is first called; the validator is built
-once per flow, so a call costs one `model_validate` of the values actually passed.
+pydantic loads only when a value needs it: values of exactly their plain hinted type (int,
+float, str, bool) are what pydantic would return, so they pass without it. The validator is
+built once per flow, so a call costs one `model_validate` of the values actually passed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class FlowParameters:
         self.signature = signature
         #: None until built; False when no parameter has a hint to check
         self._validator: _Validator | bool | None = None
+        #: parameter -> hint when every hint is a plain int/float/str/bool (None: not known yet, or not so)
+        self._plain: dict[str, type] | None = None
+        self._plain_known = False
 
     def bind(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
         """The call's arguments by parameter name, defaults included (ParameterBindError if they do not fit)."""
@@ -48,6 +52,15 @@ class FlowParameters:
 
     def validate(self, bound: inspect.BoundArguments) -> None:
         """Coerce the bound arguments to their hints in place; ParameterTypeError if one does not fit."""
+        if not self._plain_known:
+            self._plain = _plain_hints(self.fn, self.signature)
+            self._plain_known = True
+        plain = self._plain
+        if plain is not None:
+            # Values of exactly their plain hinted type are what pydantic would return: no pydantic needed.
+            arguments = bound.arguments
+            if all(type(arguments[name]) is hint for name, hint in plain.items() if name in arguments):
+                return
         validator = self._validator
         if validator is None:
             validator = self._validator = _build(self.fn, self.signature) or False
@@ -146,6 +159,17 @@ def resolved_hints(fn: Callable, signature: inspect.Signature) -> dict[str, Any]
         if annotation is not inspect.Parameter.empty:
             hints[name] = annotation
     return hints
+
+
+_PLAIN = (int, float, str, bool)
+
+
+def _plain_hints(fn: Callable, signature: inspect.Signature) -> dict[str, type] | None:
+    """The hints by parameter when each hinted parameter's hint is int, float, str or bool, else None."""
+    hints = resolved_hints(fn, signature)
+    plain = {name: hints[name] for name, param in signature.parameters.items()
+             if name in hints and param.kind not in _VARIADIC and hints[name] is not Any}
+    return plain if all(hint in _PLAIN for hint in plain.values()) else None
 
 
 def _build(fn: Callable, signature: inspect.Signature) -> _Validator | None:

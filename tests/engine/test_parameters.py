@@ -194,11 +194,11 @@ def test_parameter_schema_from_hints_and_google_docstrings() -> None:
     assert flow(report).parameters.properties["region"]["description"] == "where to look"
 
 
-def test_pydantic_loads_only_when_a_flow_with_hints_is_called() -> None:
+def test_pydantic_loads_only_when_a_value_needs_it() -> None:
     code = ("import sys, json, nbflow\n"
             "@nbflow.flow\ndef plain(x):\n    return x\n"
-            "@nbflow.flow\ndef hinted(x: int):\n    return x\n"
-            "plain(1); before = 'pydantic' in sys.modules\n"
+            "@nbflow.flow\ndef hinted(x: int, y: str = 'a'):\n    return x\n"
+            "plain(1); hinted(1, 'b'); before = 'pydantic' in sys.modules\n"  # exactly the hinted types
             "assert hinted('2') == 2\n"
             "print(json.dumps([before, 'pydantic' in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
