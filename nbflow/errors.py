@@ -168,3 +168,7 @@ class MissingFlowError(NbflowError, LookupError):
 
 class ScriptError(NbflowError, RuntimeError):
     """Running a flow's file to load the flow raised; the original exception is the cause."""
+
+
+class DeploymentRemovedError(NbflowError, ImportError):
+    """Prefect 2's `Deployment` class was asked for: Prefect 3 removed it, and nbflow never had it."""

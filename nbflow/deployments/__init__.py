@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow.engine.deployer import register_deployer
+from nbflow.errors import DeploymentRemovedError
 
-__all__ = ["deploy", "load_flow_from_entrypoint"]
+__all__ = ["load_flow_from_entrypoint"]
 
 
-def deploy(target: Any, name: str, **options: Any) -> dict[str, Any]:
-    """Deploy a notebook, a "FILE.py:FLOW" or a Flow as `name` (see nbflow.deploy)."""
-    from nbflow.deployments.client import deploy as deploy_target
+def _deploy(flow: Any, name: str, **options: Any) -> dict[str, Any]:
+    from nbflow.deployments.client import deploy
 
-    return deploy_target(target, name, **options)
+    return deploy(flow, name, **options)
 
 
 def _serve(flow: Any, name: str, **options: Any) -> None:
@@ -40,11 +40,7 @@ def load_flow_from_entrypoint(entrypoint: str, use_placeholder_flow: bool = True
     return load(entrypoint, use_placeholder_flow)
 
 
-register_deployer(deploy=deploy, serve=_serve, from_source=_from_source)
-
-
-class DeploymentRemovedError(ImportError):
-    """Prefect 2's `Deployment` class: Prefect 3 removed it and nbflow never had it."""
+register_deployer(deploy=_deploy, serve=_serve, from_source=_from_source)
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,7 @@ def load_flow_from_entrypoint(entrypoint: str, use_placeholder_flow: bool = True
 
     `use_placeholder_flow` is accepted for Prefect's signature; nbflow always runs the file.
     """
-    target, name = _split(entrypoint)
+    name = _split(entrypoint)[1]
     obj = load_object(entrypoint)
     if not isinstance(obj, Flow):
         raise MissingFlowError(f"Function with name {name!r} is not a flow. Make sure that it is decorated with "
@@ -49,21 +49,19 @@ def load_object(entrypoint: str) -> Any:
     target, name = _split(entrypoint)
     if target.endswith(".py") or os.sep in target or "/" in target:
         module = load_script(Path(target))
-        where = target
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
             raise MissingFlowError(f"Could not import the module {target!r} of entrypoint {entrypoint!r}: "
                                    f"{exc}.") from exc
-        where = target
     obj: Any = module
     for part in name.split("."):  # "file.py:Class.method" as Prefect allows
         try:
             obj = getattr(obj, part)
         except AttributeError:
             found = sorted(k for k, v in vars(module).items() if isinstance(v, Flow))
-            raise MissingFlowError(f"Flow function with name {name!r} not found in {where!r}. Its flows are: "
+            raise MissingFlowError(f"Flow function with name {name!r} not found in {target!r}. Its flows are: "
                                    f"{', '.join(found) or 'none'}.") from None
     return obj
 

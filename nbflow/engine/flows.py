@@ -152,12 +152,12 @@ class Flow(HookDecorators):
     def _start(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
                is_async: bool) -> tuple[FlowRun, FlowRunContext, inspect.BoundArguments | None]:
         task_ctx = task_run_context.get()
-        # A process started for a flow run (a notebook run by `nbflow run` or a deployment)
-        # is told its id: top-level flows it calls are that run's children.
         bound = self._parameters.bind(args, kwargs)  # as in Prefect, a call that does not bind raises: no run
-        # A deployment's run (created by the scheduler) is adopted: one record, not a wrapper and a child.
+        # A flow deployment's run (made by the scheduler) is adopted: one record, not a wrapper and a child.
         run = take_adopted_run(self.name, self.version, with_tags(self.tags)) if parent is None else None
         if run is None:
+            # A process started for a flow run (a notebook run by `nbflow run` or a deployment)
+            # is told its id: top-level flows it calls are that run's children.
             parent_id = parent.flow_run.id if parent else os.environ.get("NBFLOW_FLOW_RUN_ID") or None
             run = FlowRun(new_run_id(), self.name, parameters={}, flow_version=self.version,
                           parent_flow_run_id=parent_id,
