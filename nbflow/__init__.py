@@ -6,6 +6,7 @@ DuckDB store under NBFLOW_HOME, with retries, timeouts, caching and task runners
 
 from nbflow._version import __version__
 from nbflow.api import deploy, flow_run, flows, flush, logs, runs, sql, task_runs
+from nbflow.deployments import load_flow_from_entrypoint  # also registers Flow.deploy/serve/from_source
 from nbflow.engine.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from nbflow.engine.dask_runner import DaskTaskRunner
 from nbflow.engine.flows import Flow, flow
@@ -24,6 +25,7 @@ __all__ = [
     "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff", "flow",
     "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task", "task_runs",
     "unmapped", "wait", "allow_failure", "get_run_context", "tags", "Transaction", "transaction",
+    "load_flow_from_entrypoint",
 ]
 
 

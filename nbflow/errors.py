@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, Callable
+
 
 class NbflowError(Exception):
     """Base class of every error nbflow raises on purpose."""
@@ -16,11 +19,39 @@ class ReservedArgumentError(NbflowError, TypeError):
 
 
 class ParameterTypeError(NbflowError, TypeError):
-    """A flow was called with parameters that do not match its signature or type hints."""
+    """A flow was called with parameter values that do not fit its type hints (pydantic said so)."""
 
     def __init__(self, message: str, *, parameter: str | None = None) -> None:
         super().__init__(message)
+        #: the first parameter at fault
         self.parameter = parameter
+
+    @classmethod
+    def from_validation_error(cls, exc: Any) -> "ParameterTypeError":
+        """Prefect's message for a pydantic ValidationError: one line per bad parameter."""
+        errors = exc.errors()
+        lines = []
+        for err in errors:
+            where = ".".join(str(part) for part in err["loc"])
+            value = repr(err.get("input"))
+            got = f" (got {type(err.get('input')).__name__} {value if len(value) <= 60 else value[:57] + '...'})"
+            lines.append(f"{where}: {err['msg']}{got if err.get('type') != 'missing' else ''}")
+        first = errors[0]["loc"][0] if errors and errors[0]["loc"] else None
+        return cls("Flow run received invalid parameters:\n - " + "\n - ".join(lines),
+                   parameter=str(first) if first is not None else None)
+
+
+class ParameterBindError(NbflowError, TypeError):
+    """A flow was called with arguments its signature cannot take (missing, unknown, too many)."""
+
+    @classmethod
+    def from_bind_failure(cls, fn: Callable[..., Any], exc: TypeError, call_args: tuple,
+                          call_kwargs: dict[str, Any]) -> "ParameterBindError":
+        """Prefect's message: what Python said, the function's signature and what it received."""
+        name = getattr(fn, "__name__", type(fn).__name__)
+        signature = ", ".join(_parameter_text(p) for p in inspect.signature(fn).parameters.values())
+        return cls(f"Error binding parameters for function '{name}': {exc}.\nFunction '{name}' has signature "
+                   f"'{signature}' but received args: {call_args} and kwargs: {list(call_kwargs)}.")
 
 
 class FingerprintError(NbflowError, TypeError):
@@ -125,6 +156,30 @@ class CrashedRunError(NbflowError):
 
 class UpstreamFailedError(NbflowError):
     """A task could not start because a future it waits for did not complete."""
+
+
+def _parameter_text(param: inspect.Parameter) -> str:
+    """`name: hint = default` as written (a string hint without quotes, as under `from __future__ import
+    annotations`)."""
+    text = str(param.replace(annotation=inspect.Parameter.empty, default=inspect.Parameter.empty))
+    if param.annotation is not inspect.Parameter.empty:
+        hint = param.annotation
+        text += f": {hint if isinstance(hint, str) else inspect.formatannotation(hint)}"
+    if param.default is not inspect.Parameter.empty:
+        text += f" = {param.default!r}"
+    return text
+
+
+class MissingFlowError(NbflowError, LookupError):
+    """An entrypoint names no flow: the file or module has no such name, or it is not a @flow."""
+
+
+class ScriptError(NbflowError, RuntimeError):
+    """Running a flow's file to load the flow raised; the original exception is the cause."""
+
+
+class DeploymentRemovedError(NbflowError, ImportError):
+    """Prefect 2's `Deployment` class was asked for: Prefect 3 removed it, and nbflow never had it."""
 
 
 # Prefect's names for the same errors (prefect.exceptions), so `except FailedRun:` keeps working.

@@ -15,6 +15,7 @@ def test_exported_members() -> None:
         "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff",
         "flow", "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task",
         "task_runs", "unmapped", "wait", "allow_failure", "get_run_context", "tags", "Transaction", "transaction",
+        "load_flow_from_entrypoint",
     ])
     for name in nbflow.__all__:
         assert getattr(nbflow, name) is not None, name

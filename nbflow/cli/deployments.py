@@ -31,9 +31,11 @@ def register(commands: Commands) -> None:
     add_command(verbs, "ls", list_deployments, help="List deployments with their schedules and next runs.")
 
     run = add_command(verbs, "run", run_deployment, help="Start a run of a deployment now.",
-                      description="Create a flow run of deployment NAME, scheduled now; a worker runs it. "
-                                  "--param values override the deployment's default parameters.")
-    run.add_argument("name", type=deployment_ref, metavar="NAME", help="the deployment's name or id")
+                      description="Create a flow run of deployment NAME (or FLOW/NAME, as Prefect writes it), "
+                                  "scheduled now; a worker runs it. --param values override the deployment's "
+                                  "default parameters.")
+    run.add_argument("name", type=deployment_ref, metavar="NAME",
+                     help="the deployment's name, FLOW_NAME/DEPLOYMENT_NAME, or its id")
     add_param_option(run, "parameter of this run")
     run.add_argument("--watch", action="store_true",
                      help="follow the run's state until it ends; exit 0 if it completed, 1 if not")
@@ -43,7 +45,8 @@ def register(commands: Commands) -> None:
             ("resume", resume_deployment, "Resume a paused deployment's schedule."),
             ("delete", delete_deployment, "Delete a deployment; its scheduled runs are cancelled.")):
         parser = add_command(verbs, verb, handler, help=summary)
-        parser.add_argument("name", type=deployment_ref, metavar="NAME", help="the deployment's name or id")
+        parser.add_argument("name", type=deployment_ref, metavar="NAME",
+                            help="the deployment's name, FLOW_NAME/DEPLOYMENT_NAME, or its id")
 
 
 def deployment_ref(raw: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import importlib.util
 import inspect
 import json
@@ -29,7 +30,9 @@ from typing import Any
 # nbflow/server/standalone.py). Must come before papermill is imported.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
+from nbflow.engine.adoption import adopt_flow_run  # noqa: E402
 from nbflow.engine.flows import Flow  # noqa: E402
+from nbflow.errors import ParameterBindError  # noqa: E402
 from nbflow.store.buffer import recorder  # noqa: E402
 
 #: the module name a flow entrypoint's file is imported under (so its `if __name__ == "__main__"` stays off)
@@ -142,27 +145,26 @@ def run_flow(spec: dict[str, Any]) -> tuple[str, str]:
             isinstance(v, Flow) or inspect.isfunction(v) and v.__module__ == ENTRYPOINT_MODULE))
         return "Failed", (f"{path} has no attribute {name!r}; its functions and flows are: "
                           f"{', '.join(found) or 'none'}. Fix the name after the ':' in the entrypoint.")
-    if isinstance(target, Flow):
-        return _call_flow(target, parameters)
     if not callable(target):
         return "Failed", (f"{name!r} in {path} is a {type(target).__name__}, not a flow or function; "
                           "point the entrypoint at a @flow function.")
-    try:
-        result = target(**parameters)
-        if inspect.iscoroutine(result):
-            asyncio.run(result)
-    except (Exception, SystemExit) as exc:
-        traceback.print_exc()
-        return "Failed", f"{type(exc).__name__}: {exc}"
-    return "Completed", f"Function {name} completed"
+    # A plain function runs as a flow of that name, as Prefect's workers run it.
+    return _call_flow(target if isinstance(target, Flow) else Flow(target), parameters, spec)
 
 
-def _call_flow(flow: Flow, parameters: dict[str, Any]) -> tuple[str, str]:
-    """The engine records the flow's run as a child of NBFLOW_FLOW_RUN_ID; map its final state."""
+def _call_flow(flow: Flow, parameters: dict[str, Any], spec: dict[str, Any]) -> tuple[str, str]:
+    """Call the flow as the deployment's run itself (one record, the flow's task runs under it); map its
+    final state."""
+    adopted = adopt_flow_run(spec["run_id"], name=spec.get("deployment_name"),
+                             deployment_id=spec.get("deployment_id"),
+                             scheduled_time=_epoch(spec.get("scheduled_time")), created=_epoch(spec.get("created")))
     try:
-        state = flow(**parameters, return_state=True)
-        if inspect.iscoroutine(state):  # an async flow called outside any flow
-            state = asyncio.run(state)
+        with adopted:
+            state = flow(**parameters, return_state=True)
+            if inspect.iscoroutine(state):  # an async flow called outside any flow
+                state = asyncio.run(state)
+    except ParameterBindError as exc:  # parameters the flow does not take (its file changed since deploying)
+        return "Failed", str(exc)
     except (Exception, SystemExit) as exc:  # the engine records user errors as states: this is nbflow's
         traceback.print_exc()
         return "Crashed", f"nbflow could not finish flow {flow.name}: {type(exc).__name__}: {exc}"
@@ -170,6 +172,16 @@ def _call_flow(flow: Flow, parameters: dict[str, Any]) -> tuple[str, str]:
         return "Completed", f"Flow {flow.name} completed"
     name = state.name if state.name in _FLOW_ENDINGS else "Failed"
     return name, state.message or f"Flow {flow.name} ended in state {state.name}"
+
+
+def _epoch(iso: str | None) -> float | None:
+    """Epoch seconds of an ISO time from the run's spec ("2026-01-02T03:04:05Z"), None if absent or bad."""
+    if not iso:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _load(path: Path) -> Any:

@@ -8,6 +8,7 @@ parameters, an optional schedule, a timeout, a work pool, a webhook and triggers
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -265,62 +266,66 @@ def _triggers(spec: Any) -> list[dict[str, str]]:
     return checked
 
 
-def parameter_schema(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The parameters a deployment's target takes: name -> {type, default, required, help}, with the
-    deployment's own parameters as the defaults (for a run form). {} if the target cannot be read."""
+def parameter_schema(row: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a deployment's target takes, as an OpenAPI object schema (Prefect's parameter
+    schema: properties with type, default, position, description; required), with the deployment's own
+    parameters as the defaults (for a run form). An empty schema if the target cannot be read."""
     target = row.get("notebook") or (row.get("entrypoint") or "").rsplit(":", 1)[0]
     try:
         stamp = Path(target).stat().st_mtime_ns
     except OSError:
-        return {}
-    schema = {name: dict(info) for name, info in _target_schema(row["kind"], row.get("notebook") or
-                                                                row.get("entrypoint"), stamp).items()}
+        return _empty_schema()
+    schema = json.loads(_target_schema(row["kind"], row.get("notebook") or row.get("entrypoint"), stamp))
+    properties = schema["properties"]
     for name, value in (row.get("parameters") or {}).items():
-        if name in schema:
-            schema[name].update(default=value, required=False)
+        if name in properties:
+            properties[name]["default"] = value
+    required = [name for name in schema.get("required", []) if name not in (row.get("parameters") or {})]
+    schema.pop("required", None)
+    if required:
+        schema["required"] = required
     return schema
 
 
+def _empty_schema() -> dict[str, Any]:
+    return {"title": "Parameters", "type": "object", "properties": {}, "definitions": {}}
+
+
 @functools.lru_cache(maxsize=256)
-def _target_schema(kind: str, target: str, stamp: int) -> dict[str, dict[str, Any]]:
-    """Cached by the file's modification time: papermill's inspection takes tens of milliseconds."""
-    import ast
+def _target_schema(kind: str, target: str, stamp: int) -> str:
+    """JSON text (callers get their own copy), cached by the file's modification time: papermill's
+    inspection and pydantic's schema take milliseconds."""
+    import inspect
 
     if kind == "notebook":
         from nbflow.deployments.notebook_params import NotebookParameterError, notebook_parameters
+        from nbflow.deployments.source_hints import hint_from_text
+        from nbflow.engine.parameter_schema import generate_parameter_schema
 
         try:
             found = notebook_parameters(Path(target))
         except NotebookParameterError:
-            return {}
-        schema = {}
+            return json.dumps(_empty_schema())
+        params, docs = [], {}
         for name, info in found.items():
             try:
                 default = ast.literal_eval(str(info.get("default")))
             except (ValueError, SyntaxError):
                 default = info.get("default")
-            schema[name] = {"type": info.get("type") or "any", "default": default, "required": False,
-                            "help": info.get("help") or ""}
-        return schema
-    from nbflow.deployments.entrypoints import EntrypointError, flow_signature
+            kind_name = info.get("type") or ""
+            hint = inspect.Parameter.empty if kind_name in ("none", "any") else hint_from_text(kind_name)
+            params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint))
+            if info.get("help"):
+                docs[name] = info["help"]
+        schema = generate_parameter_schema(inspect.Signature(params), docs).model_dump_for_openapi()
+        return json.dumps(schema, default=str)
+    from nbflow.deployments.entrypoints import EntrypointError, flow_parameter_schema
 
     path, function = target.rsplit(":", 1)
     try:
-        signature = flow_signature(Path(path), function)
+        return json.dumps(flow_parameter_schema(Path(path), function), default=str)
     except EntrypointError:
-        return {}
-    return {name: {"type": _schema_type(info.get("annotation"), info.get("default")),
-                   "default": info.get("default"), "required": bool(info.get("required")), "help": ""}
-            for name, info in signature.items()}
-
-
-def _schema_type(annotation: Any, default: Any) -> str:
-    names = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list": "list", "dict": "dict"}
-    if isinstance(annotation, str) and annotation.split("[")[0] in names:
-        return names[annotation.split("[")[0]]
-    if default is not None and type(default).__name__ in names:
-        return names[type(default).__name__]
-    return "any"
+        return json.dumps(_empty_schema())
 
 
 def body_value(body: Any, path: str) -> Any:

@@ -80,6 +80,21 @@ def flow_signature(path: Path, name: str) -> dict[str, dict]:
     return _signature(Path(path), name)[0]
 
 
+def flow_parameter_schema(path: Path, name: str) -> dict[str, Any]:
+    """The flow's parameter schema, as `Flow.parameters` gives it, from its source (hints it cannot read
+    without running the file, such as a pydantic model, read as any value)."""
+    from nbflow.deployments.source_hints import signature_from_source
+    from nbflow.engine.parameter_schema import generate_parameter_schema, parameter_docstrings  # loads pydantic
+
+    tree = _module(Path(path))
+    fn = _resolve(tree, name, Path(path)).fn
+    signature = signature_from_source(tree, fn)
+    named = [p for p in signature.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    schema = generate_parameter_schema(signature.replace(parameters=named),  # a run passes names only
+                                       parameter_docstrings(ast.get_docstring(fn)))
+    return schema.model_dump_for_openapi()
+
+
 def flow_name_of(path: Path, name: str) -> str:
     """The flow's name as nbflow's `Flow` sets it: a literal @flow(name=...), else fn name with _ -> -."""
     target = _resolve(_module(Path(path)), name, Path(path))

@@ -59,6 +59,9 @@ class RunSpec:
     allowed_roots: list[str] | None = None
     deployment_id: str | None = None
     deployment_name: str | None = None
+    #: ISO times of the run's record (a flow run's process adopts the record, keeping them)
+    scheduled_time: str | None = None
+    created: str | None = None
 
     @classmethod
     def from_claim(cls, claimed: dict) -> "RunSpec":
@@ -70,7 +73,8 @@ class RunSpec:
                    parameters=dict(claimed.get("parameters") or {}),
                    timeout_seconds=float(timeout) if timeout is not None else None,
                    allowed_roots=claimed.get("allowed_roots"), deployment_id=claimed.get("deployment_id"),
-                   deployment_name=claimed.get("deployment_name"))
+                   deployment_name=claimed.get("deployment_name"), scheduled_time=claimed.get("scheduled_time"),
+                   created=claimed.get("created"))
 
 
 @dataclass

@@ -220,8 +220,11 @@ def set_run_state(store: Any, run_id: str, state: str, message: str | None = Non
             raise ConflictError(f"Flow run {run['id']} is not claimed by worker {worker_id}.", "worker_id")
         if run["state"] != name:
             _set_state(con, run["id"], name, message, output_notebook)
-        elif output_notebook:
-            con.execute("UPDATE flow_runs SET output_notebook = ? WHERE id = ?", [output_notebook, run["id"]])
+        else:
+            if output_notebook:
+                con.execute("UPDATE flow_runs SET output_notebook = ? WHERE id = ?", [output_notebook, run["id"]])
+            if name in FINAL_STATE_NAMES:  # the flow's own process recorded it (an adopted run): act on it now
+                _fire_triggers(con, run["id"], name)
     if name in FINAL_STATE_NAMES:
         _notify()
     return flow_run_json(store, run["id"])
@@ -453,7 +456,25 @@ def _set_state(con: Any, run_id: str, name: str, message: str | None = None,
     con.execute("INSERT INTO state_history SELECT ?, coalesce(max(seq), 0) + 1, 'flow', ?, ?, ?, ? "
                 "FROM state_history WHERE run_id = ?", [run_id, name, STATE_TYPES[name].value, message, now, run_id])
     if name in FINAL_STATE_NAMES:
+        _end_task_runs(con, run_id, name, now)
         _fire_triggers(con, run_id, name)
+
+
+def _end_task_runs(con: Any, run_id: str, name: str, now: dt.datetime) -> None:
+    """A flow deployment's run stopped by its worker (timeout, cancel, crash): its unfinished task runs
+    (the flow's process was killed) end Crashed with it."""
+    rows = con.execute("SELECT id FROM task_runs WHERE flow_run_id = ? AND state_type IN ('PENDING', 'RUNNING')",
+                       [run_id]).fetchall()
+    if not rows:
+        return
+    ids = [r[0] for r in rows]
+    message = f"The flow run ended {name} before this task run finished"
+    con.execute("UPDATE task_runs SET state = 'Crashed', state_type = 'CRASHED', state_message = ?, end_time = ?, "
+                "duration_s = CASE WHEN start_time IS NULL THEN NULL ELSE greatest(epoch(?::TIMESTAMP) - "
+                "epoch(start_time), 0) END, updated = ? WHERE list_contains(?, id)", [message, now, now, now, ids])
+    con.execute("INSERT INTO state_history SELECT t.id, coalesce(max(h.seq), 0) + 1, 'task', 'Crashed', 'CRASHED', "
+                "?, ? FROM unnest(?) AS t(id) LEFT JOIN state_history h ON h.run_id = t.id GROUP BY t.id",
+                [message, now, ids])
 
 
 def _fire_triggers(con: Any, run_id: str, state: str) -> None:
@@ -461,9 +482,11 @@ def _fire_triggers(con: Any, run_id: str, state: str) -> None:
     source = con.execute("SELECT deployment_id FROM deployment_runs WHERE run_id = ?", [run_id]).fetchone()
     if not source:
         return
+    fired = {r[0] for r in con.execute("SELECT deployment_id FROM deployment_runs WHERE triggered_by = ?",
+                                       [run_id]).fetchall()}  # a state reported twice fires once
     for row in _rows(con, "SELECT * FROM deployments WHERE triggers IS NOT NULL AND triggers <> '[]'", []):
-        if not row["paused"] and any(t["deployment"] == source[0] and t["state"] == state
-                                     for t in row["triggers"]):
+        if not row["paused"] and row["id"] not in fired and any(t["deployment"] == source[0] and t["state"] == state
+                                                                  for t in row["triggers"]):
             _insert_runs(con, row, [(row["parameters"] or {}, _now(), None, run_id)])
 
 
@@ -491,15 +514,16 @@ def _claimed_specs(con: Any, run_ids: list[str]) -> list[dict[str, Any]]:
         return []
     rows = con.execute(
         "SELECT f.id, f.flow_name, f.deployment_id, p.name, p.kind, p.notebook, p.entrypoint, f.parameters, "
-        "p.timeout_seconds, f.scheduled_time FROM flow_runs f JOIN deployments p ON p.id = f.deployment_id "
+        "p.timeout_seconds, f.scheduled_time, f.created FROM flow_runs f JOIN deployments p ON p.id = f.deployment_id "
         "WHERE list_contains(?, f.id) ORDER BY f.scheduled_time", [run_ids]).fetchall()
     keys = ("id", "flow_name", "deployment_id", "deployment_name", "kind", "notebook", "entrypoint",
-            "parameters", "timeout_seconds", "scheduled_time")
+            "parameters", "timeout_seconds", "scheduled_time", "created")
     specs = [dict(zip(keys, r)) for r in rows]
     roots = [str(root) for root in paths.allowed_roots()]
     for spec in specs:
         spec["parameters"] = json.loads(spec["parameters"] or "{}")
         spec["scheduled_time"] = _iso(spec["scheduled_time"])
+        spec["created"] = _iso(spec["created"])
         spec["allowed_roots"] = roots  # the worker checks the file against them again before running it
     return specs
 
@@ -520,6 +544,18 @@ def _run(con: Any, run_id: str) -> dict[str, Any]:
 
 
 def _deployment(con: Any, ref: str) -> dict[str, Any]:
+    """The deployment `ref` names: its id, its name, or FLOW/NAME as Prefect writes it (a deployment's name
+    has no '/', so the last '/' splits them)."""
+    flow_name, slash, name = str(ref).rpartition("/")
+    if slash:
+        rows = _rows(con, "SELECT * FROM deployments WHERE name = ? AND flow_name = ?", [name, flow_name])
+        if not rows:
+            known = [f"{r['flow_name']}/{r['name']}" for r in _rows(
+                con, "SELECT flow_name, name FROM deployments WHERE name = ? ORDER BY flow_name", [name])]
+            hint = f" A deployment named {name!r} exists as {', '.join(known)}." if known else ""
+            raise UnknownDeploymentError(f"No deployment {name!r} of flow {flow_name!r}.{hint} `nbflow deployment "
+                                         "ls` lists them.")
+        return rows[0]
     rows = _rows(con, "SELECT * FROM deployments WHERE id = ? OR name = ?", [ref, ref])
     if not rows:
         raise UnknownDeploymentError(f"No deployment with id or name {ref!r}; `nbflow deployment ls` lists them.")

@@ -26,7 +26,10 @@ def flow_run_steps(flow: Any, run: FlowRun, args: tuple, kwargs: dict, ctx: Flow
                    invoke: Any) -> Steps:
     """The life of one flow run, from Pending to a final state."""
     log = flow_run_logger(run)
-    running = enter_flow_state(run, "Running")
+    if run.state is None or run.state.name != "Running":  # an adopted run (a deployment's) runs already
+        running = enter_flow_state(run, "Running")
+    else:
+        running = run.state
     log.info("Beginning flow run '%s' for flow '%s'", run.id[:8] if run.name == run.flow_name else run.name,
              flow.name)
     token = flow_run_context.set(ctx)

@@ -7,15 +7,18 @@ import os
 import time
 from typing import Any, Callable, Iterable
 
+from nbflow.engine.adoption import take_adopted_run
 from nbflow.engine.calls import call_sync, run_coro_sync
 from nbflow.engine.context import NOT_SET, FlowRunContext, flow_run_context, task_run_context, with_tags
+from nbflow.engine.deployer import deployer
 from nbflow.engine.driver import drive_async, drive_sync
-from nbflow.engine.flow_engine import flow_run_steps
+from nbflow.engine.flow_engine import finish, flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
 from nbflow.engine.options import check_hooks, check_reserved, check_run_name, check_tags, check_timeout, run_name
 from nbflow.engine.hooks import HookDecorators
-from nbflow.engine.parameters import bind_parameters, type_hints, validate
+from nbflow.engine.parameters import FlowParameters
 from nbflow.engine.retries import check_retry_options
+from nbflow.engine.run_logging import flow_run_logger
 from nbflow.engine.states import State
 from nbflow.engine.task_runners import TaskRunner
 from nbflow.engine.transitions import enter_flow_state
@@ -53,7 +56,7 @@ class Flow(HookDecorators):
                     f"got {task_runner!r}.")
         self.task_runner = task_runner
         self.log_prints = bool(log_prints)
-        self.validate_parameters = bool(validate_parameters)
+        self.should_validate_parameters = bool(validate_parameters)
         self.tags = check_tags(owner, tags)
         self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
         self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
@@ -64,7 +67,7 @@ class Flow(HookDecorators):
         self.flow_run_name = flow_run_name
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
-        self._hints: dict[str, Any] | None = None
+        self._parameters = FlowParameters(fn, self.signature)
         self._options = dict(
             name=name, version=version, description=description, retries=retries,
             retry_delay_seconds=retry_delay_seconds, timeout_seconds=timeout_seconds,
@@ -86,24 +89,34 @@ class Flow(HookDecorators):
 
     def serve(self, name: str, **options: Any) -> None:
         """Deploy this flow as `name` (cron=, interval=, parameters=, ...) and run its runs here until Ctrl-C."""
-        from nbflow.deployments.client import serve  # the deployment layer loads only when asked for
-
-        serve(self, name, **options)
+        deployer("serve")(self, name, **options)
 
     def deploy(self, name: str, **options: Any) -> dict[str, Any]:
         """Deploy this flow as `name` on the server (cron=, interval=, parameters=, work_pool=, ...)."""
-        from nbflow.deployments.client import deploy
+        return deployer("deploy")(self, name, **options)
 
-        return deploy(self, name, **options)
+    @classmethod
+    def from_source(cls, source: Any, entrypoint: str) -> "Flow":
+        """The flow at `entrypoint` ("file.py:flow") in the local directory `source` (Prefect's from_source)."""
+        return deployer("from_source")(source, entrypoint)
+
+    @property
+    def parameters(self) -> Any:
+        """The flow's parameter schema (Prefect's ParameterSchema), from its hints and docstring."""
+        from nbflow.engine.parameter_schema import parameter_schema  # pydantic loads here, when asked
+
+        return parameter_schema(self.fn)
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Validate a parameters dict against the flow's hints; a new dict of coerced values
+        (ParameterTypeError if one does not fit)."""
+        return self._parameters.validate_dict(parameters)
 
     def validate(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
-        """Bind and (unless validate_parameters=False) type-check a call's parameters."""
-        owner = f"Flow '{self.name}'"
-        bound = bind_parameters(owner, self.fn, self.signature, args, kwargs)
-        if self.validate_parameters:
-            if self._hints is None:
-                self._hints = type_hints(self.fn)
-            validate(owner, self._hints, bound)
+        """Bind (ParameterBindError) and, unless validate_parameters=False, validate a call's parameters."""
+        bound = self._parameters.bind(args, kwargs)
+        if self.should_validate_parameters:
+            self._parameters.validate(bound)
         return bound
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
@@ -143,27 +156,36 @@ class Flow(HookDecorators):
     def _start(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
                is_async: bool) -> tuple[FlowRun, FlowRunContext, inspect.BoundArguments | None]:
         task_ctx = task_run_context.get()
-        # A process started for a flow run (a notebook run by `nbflow run` or a deployment)
-        # is told its id: top-level flows it calls are that run's children.
-        parent_id = parent.flow_run.id if parent else os.environ.get("NBFLOW_FLOW_RUN_ID") or None
-        run = FlowRun(new_run_id(), self.name, parameters={}, flow_version=self.version,
-                      parent_flow_run_id=parent_id,
-                      parent_task_run_id=task_ctx.task_run.id if task_ctx else None,
-                      tags=with_tags(self.tags), created=time.time())
+        bound = self._parameters.bind(args, kwargs)  # as in Prefect, a call that does not bind raises: no run
+        # A flow deployment's run (made by the scheduler) is adopted: one record, not a wrapper and a child.
+        run = take_adopted_run(self.name, self.version, with_tags(self.tags)) if parent is None else None
+        if run is None:
+            # A process started for a flow run (a notebook run by `nbflow run` or a deployment)
+            # is told its id: top-level flows it calls are that run's children.
+            parent_id = parent.flow_run.id if parent else os.environ.get("NBFLOW_FLOW_RUN_ID") or None
+            run = FlowRun(new_run_id(), self.name, parameters={}, flow_version=self.version,
+                          parent_flow_run_id=parent_id,
+                          parent_task_run_id=task_ctx.task_run.id if task_ctx else None,
+                          tags=with_tags(self.tags), created=time.time())
         ctx = FlowRunContext(self, run, task_runner=None, log_prints=self.log_prints, parent=parent,
                              is_async=is_async)
         try:
-            bound = self.validate(args, kwargs)
+            if self.should_validate_parameters:
+                self._parameters.validate(bound)
         except ParameterTypeError as exc:
-            run.parameters = {k: v for k, v in kwargs.items()}
-            enter_flow_state(run, "Pending")
-            enter_flow_state(run, "Running")
-            enter_flow_state(run, "Failed", str(exc), exception=exc)
+            run.parameters = dict(bound.arguments)
+            if run.state is None:
+                enter_flow_state(run, "Pending")
+                enter_flow_state(run, "Running")
+            message = "Validation of flow parameters failed with error:"
+            flow_run_logger(run).error("%s %s", message, exc)
+            finish(self, run, ctx, State("Failed", f"{message} {type(exc).__name__}: {exc}", exception=exc))
             return run, ctx, None
         run.parameters = dict(bound.arguments)
         if self.flow_run_name is not None:
             run.name = run_name(f"@flow {self.name!r}", "flow_run_name", self.flow_run_name, run.parameters)
-        enter_flow_state(run, "Pending")
+        if run.state is None:
+            enter_flow_state(run, "Pending")
         return run, ctx, bound
 
     @staticmethod

@@ -552,8 +552,9 @@ class EmbeddedStore:
         gone = started.dead_logs(home, _HOST, _alive)
         busy = self._save_started(con, gone) if gone else set()
         candidates = con.execute(
+            # A deployment's run is its worker's to end (heartbeats): its process may be killed on purpose.
             "SELECT id, pid, process_start, epoch(start_time) FROM flow_runs "
-            "WHERE state_type IN ('RUNNING', 'PENDING') AND host = ? AND pid IS NOT NULL",
+            "WHERE state_type IN ('RUNNING', 'PENDING') AND host = ? AND pid IS NOT NULL AND deployment_id IS NULL",
             [_HOST],
         ).fetchall()
         dead = [row for row in candidates if not _alive(row[1], row[2])]

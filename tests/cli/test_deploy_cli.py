@@ -165,6 +165,56 @@ def test_deployment_run_prints_the_new_runs_id(notebook: Path, capsys: pytest.Ca
     assert "'nope'" in _error_line(capsys.readouterr().err)
 
 
+def test_deployment_run_takes_prefects_flow_slash_deployment_form(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "etl.py").write_text("from nbflow import flow\n\n@flow\ndef etl(rows: int = 10):\n    return rows\n")
+    assert main(["deploy", f"{tmp_path / 'etl.py'}:etl", "--name", "nightly"]) == 0
+    capsys.readouterr()
+    assert main(["deployment", "run", "etl/nightly", "--param", "rows=3"]) == 0
+    out = capsys.readouterr().out
+    assert "of deployment 'etl/nightly' (Scheduled)" in out
+    run_id = out.split()[3]
+    assert main(["flow-run", "inspect", run_id, "--json"]) == 0
+    assert '"rows": 3' in capsys.readouterr().out  # text converted by the flow's annotation
+    assert main(["deployment", "pause", "etl/nightly"]) == 0
+    capsys.readouterr()
+    assert main(["deployment", "run", "other/nightly"]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert "'other'" in line and "etl/nightly" in line  # says which flow has a deployment of that name
+
+
+def test_flow_inspect_shows_runs_by_state_deployments_and_latest_runs(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from nbflow import flow
+
+    @flow(name="inspected")
+    def inspected(fail: bool = False) -> int:
+        if fail:
+            raise ValueError("no")
+        return 1
+
+    inspected()
+    inspected(fail=True, return_state=True)
+    (tmp_path / "inspected.py").write_text("from nbflow import flow\n\n@flow(name='inspected')\ndef f():\n    pass\n")
+    assert main(["deploy", f"{tmp_path / 'inspected.py'}:f", "--name", "daily"]) == 0
+    capsys.readouterr()
+    assert main(["flow", "inspect", "inspected"]) == 0
+    out = capsys.readouterr().out
+    fields = _fields(out.split("Latest runs")[0])
+    assert fields["name"] == "inspected" and fields["last state"] == "Failed"
+    assert fields["runs"] in ("2 (Completed 1, Failed 1)", "2 (Failed 1, Completed 1)")
+    assert fields["deployments"] == "inspected/daily"
+    assert "Latest runs (2):" in out
+    assert main(["flow", "inspect", "inspected", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["states"] == {"Completed": 1, "Failed": 1} and data["deployments"][0]["name"] == "daily"
+    assert main(["flow", "inspect", "nope"]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert "'nope'" in line and "nbflow flow ls" in line
+
+
 # -- run --watch, against a client that plays back states -----------------------------------------
 
 class _PlaybackClient(ApiClient):

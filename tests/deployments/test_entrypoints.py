@@ -186,3 +186,40 @@ def test_nothing_here_runs_the_flow_file(flows: Path, tmp_path: Path,
     with pytest.raises(EntrypointError):
         check_flow_parameters(path, name, {"nope": 1})
     assert not (tmp_path / "PWNED").exists() and "PWNED" not in os.listdir(tmp_path)
+
+
+def test_flow_parameter_schema_is_read_from_the_source_without_running_it(tmp_path: Path) -> None:
+    from nbflow.deployments.entrypoints import flow_parameter_schema
+
+    path = tmp_path / "typed.py"
+    path.write_text(textwrap.dedent('''
+        from __future__ import annotations
+        import datetime as dt
+        from enum import Enum
+        from typing import Literal, Optional
+        from mylib import Config  # not installed: the file is never run
+        open("PWNED", "w")
+
+        class Color(Enum):
+            RED = "red"
+            BLUE = "blue"
+
+        @flow
+        def typed(rows: int, day: dt.date, color: Color = Color.RED, mode: Literal["a", "b"] = "a",
+                  limit: Optional[int] = None, tags: list[str] = [], config: Config = None, **extra) -> None:
+            """Load rows.
+
+            Args:
+                rows: how many rows to load
+            """
+    '''))
+    schema = flow_parameter_schema(path, "typed")
+    props = schema["properties"]
+    assert list(props) == ["rows", "day", "color", "mode", "limit", "tags", "config"]  # **extra: no field
+    assert props["rows"] == {"title": "rows", "type": "integer", "position": 0, "description": "how many rows to load"}
+    assert props["day"]["format"] == "date" and schema["required"] == ["rows", "day"]
+    assert schema["definitions"]["Color"]["enum"] == ["red", "blue"] and props["color"]["default"] is None
+    assert props["mode"]["enum"] == ["a", "b"] and props["tags"]["items"] == {"type": "string"}
+    assert props["limit"]["anyOf"] == [{"type": "integer"}, {"type": "null"}]
+    assert props["config"] == {"title": "config", "default": None, "position": 6}  # unknown here: any value
+    assert not (tmp_path / "PWNED").exists()

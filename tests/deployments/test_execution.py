@@ -228,14 +228,18 @@ def flow_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_a_flow_entrypoint_runs_as_a_child_of_the_deployment_run(flow_dir: Path) -> None:
+def test_a_flow_entrypoint_runs_as_the_deployment_run_itself(flow_dir: Path) -> None:
     spec = _flow_spec(flow_dir, FLOWS, "etl", {"n": 3})
+    spec.deployment_id, spec.deployment_name = "dep-1", "nightly"
     outcome = execute(spec)
     assert outcome == Outcome("Completed", "Flow etl-flow completed")
     runs = nbflow.runs()
-    run = runs[runs["flow_name"] == "etl-flow"].iloc[0]
-    assert run["parent_flow_run_id"] == spec.run_id and run["state"] == "Completed"
-    assert run["parameters"] == {"n": 3}
+    assert runs["id"].tolist() == [spec.run_id]  # one record: the deployment's run, not a wrapper and a child
+    run = runs.iloc[0]
+    assert run["flow_name"] == "etl-flow" and run["name"] == "nightly" and run["state"] == "Completed"
+    assert run["parameters"] == {"n": 3} and run["parent_flow_run_id"] is None
+    assert run["deployment_id"] == "dep-1" and "deployment" in run["tags"]
+    assert nbflow.task_runs(flow_run_id=spec.run_id)["task_name"].tolist() == ["double"]
 
 
 @pytest.mark.parametrize(("name", "state", "message"), [

@@ -63,6 +63,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             def broken(n: int = 1) -> None:
                 from nbflow.runtime import deployment
                 raise RuntimeError(f"broken flow {n} of deployment {deployment.name} {deployment.parameters}")
+
+            @task
+            def nap(seconds: float) -> None:
+                import time
+                time.sleep(seconds)
+
+            @flow
+            def sleepy(seconds: float = 600) -> None:
+                nap(seconds)
         """),
     }
 
@@ -199,10 +208,20 @@ def test_flow_deployments_run_in_a_subprocess_and_failures_are_recorded(server, 
     deploy(server, {"name": "etl", "entrypoint": f"{files['etl']}:etl", "parameters": {"n": "4"}})
     deploy(server, {"name": "broken", "entrypoint": f"{files['etl']}:broken"})
     ok = wait_for(server, start_run(server, "etl")["id"])
-    assert ok["state"] == "Completed" and ok["flow_name"] == "etl-flow" and ok["parameters"] == {"n": 4}
+    assert ok["state"] == "Completed" and ok["flow_name"] == "etl-flow"
+    assert ok["parameters"] == {"n": 4, "label": "x"}  # recorded by the flow itself: its defaults too
+    # One record: the deployment's run is the flow's run, with the flow's task runs under it.
+    assert [t["task_name"] for t in server.request("GET", f"flow_runs/{ok['id']}/task_runs")[1]] == ["load"]
+    assert not [r for r in server.request("GET", "flow_runs?flow_name=etl-flow")[1]
+                if r["parent_flow_run_id"] == ok["id"]]
     bad = wait_for(server, start_run(server, "broken", {"n": 3})["id"])
     assert bad["state"] == "Failed" and "broken flow 3" in bad["state_message"]
     assert "of deployment broken {'n': 3}" in bad["state_message"]  # nbflow.runtime.deployment
+    deploy(server, {"name": "sleepy", "entrypoint": f"{files['etl']}:sleepy", "timeout_seconds": 4})
+    slow = wait_for(server, start_run(server, "sleepy")["id"])
+    assert slow["state"] == "TimedOut", slow
+    naps = server.request("GET", f"flow_runs/{slow['id']}/task_runs")[1]
+    assert [(t["task_name"], t["state"]) for t in naps] == [("nap", "Crashed")]  # killed with its flow
 
 
 def test_webhooks_map_body_fields_and_check_their_own_secret(server, files) -> None:

@@ -89,19 +89,28 @@ def test_parameter_schema_and_workers(server, tmp_path) -> None:
 
         @flow
         def typed(rows: int, label: str = "x", ratio: float = 0.5) -> None:
-            pass
+            '''Args:
+                rows: how many rows
+            '''
     """)
     deploy(server, {"name": "typed-nb", "notebook": str(notebook), "parameters": {"n_days": 3},
                     "work_pool": "nobody"})
     deploy(server, {"name": "typed-flow", "entrypoint": f"{flow_file}:typed", "parameters": {"rows": 2},
                     "work_pool": "nobody"})
     schema = server.request("GET", "deployments/typed-nb")[1]["parameter_schema"]
-    assert schema["n_days"] == {"type": "int", "default": 3, "required": False, "help": ""}
-    assert schema["region"]["type"] == "str" and schema["region"]["default"] == "all"
-    assert schema["scale"]["type"] == "float" and schema["fast"]["type"] == "bool"
+    props = schema["properties"]  # Prefect's parameter schema, the deployment's parameters as defaults
+    assert props["n_days"] == {"title": "n_days", "type": "integer", "default": 3, "position": 0}
+    assert props["region"]["type"] == "string" and props["region"]["default"] == "all"
+    assert props["scale"]["type"] == "number" and props["fast"]["type"] == "boolean"
+    assert "required" not in schema
     flow_schema = server.request("GET", "deployments/typed-flow")[1]["parameter_schema"]
-    assert flow_schema["rows"] == {"type": "int", "default": 2, "required": False, "help": ""}
-    assert flow_schema["ratio"]["type"] == "float" and flow_schema["label"]["default"] == "x"
+    assert flow_schema["properties"]["rows"] == {"title": "rows", "type": "integer", "default": 2, "position": 0,
+                                                 "description": "how many rows"}
+    assert flow_schema["properties"]["ratio"]["type"] == "number"
+    assert flow_schema["properties"]["label"]["default"] == "x"
+    assert "required" not in flow_schema  # rows has the deployment's value
+    by_flow = server.request("GET", "deployments/typed%2Ftyped-flow")  # FLOW/DEPLOYMENT, as Prefect names it
+    assert by_flow[0] == 200 and by_flow[1]["name"] == "typed-flow"
     server.request("POST", "workers/w-views/heartbeat", {"work_pool": "nobody", "run_ids": []})
     workers = server.request("GET", "workers")[1]
     mine = next(w for w in workers if w["id"] == "w-views")
@@ -148,8 +157,8 @@ def test_flow_runs_filter_by_deployment_and_time_and_logs_by_level(server, tmp_p
     assert server.request("GET", f"flow_runs?since=2999-01-01T00:00:00%2B02:00")[1] == []
     status, answer = server.request("GET", "flow_runs?since=yesterday")
     assert status == 400 and answer["field"] == "since"
-    child = next(r for r in server.request("GET", "flow_runs?flow_name=noisy")[1]
-                 if r["parent_flow_run_id"] == first["id"])
+    child = first  # the flow's logs are the deployment run's own: one record
+    assert [r["id"] for r in server.request("GET", "flow_runs?flow_name=noisy")[1]] == [first["id"]]
     everything = [line["message"] for line in server.request("GET", f"flow_runs/{child['id']}/logs")[1]]
     assert "just saying" in everything and "careful now" in everything
     warnings = server.request("GET", f"flow_runs/{child['id']}/logs?level=WARNING")[1]

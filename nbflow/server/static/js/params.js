@@ -1,5 +1,6 @@
-// The inputs of a deployment's parameter form, one per entry of its `parameter_schema`, and the
-// type check that runs before anything is sent: a wrong-typed value is reported next to its field.
+// The inputs of a deployment's parameter form, one per property of its `parameter_schema` (Prefect's
+// OpenAPI parameter schema), and the type check that runs before anything is sent: a wrong-typed
+// value is reported next to its field.
 
 import { h, setText } from "./dom.js";
 
@@ -104,13 +105,36 @@ export class ParameterField {
   }
 }
 
-/** The fields of a deployment: its schema, plus any default parameter the schema does not list. */
+/** The form type of a JSON-schema property (Prefect's parameter schema): int, float, bool, str,
+ * list, dict or any; an optional type (`anyOf` with null) is its non-null type. */
+export function formType(prop, definitions = {}) {
+  let spec = prop || {};
+  const ref = (s) => (s && s.$ref ? definitions[s.$ref.split("/").pop()] || {} : s);
+  spec = ref(spec);
+  if (Array.isArray(spec.anyOf)) {
+    const options = spec.anyOf.map(ref).filter((option) => option.type !== "null");
+    if (options.length !== 1) return "any";
+    spec = options[0];
+  }
+  if (Array.isArray(spec.enum)) return spec.type === "string" ? "str" : "any";
+  const types = { integer: "int", number: "float", boolean: "bool", array: "list", object: "dict" };
+  if (spec.type === "string") return spec.format === "binary" ? "any" : "str";
+  return types[spec.type] || "any";
+}
+
+/** The fields of a deployment: its parameter schema in position order, plus any default parameter
+ * the schema does not list. */
 export function fieldsFor(deployment) {
-  const schema = { ...(deployment.parameter_schema || {}) };
+  const schema = deployment.parameter_schema || {};
+  const properties = schema.properties || {};
+  const required = new Set(schema.required || []);
   const defaults = deployment.parameters || {};
-  for (const key of Object.keys(defaults)) if (!(key in schema)) schema[key] = { type: "any", required: false };
-  return Object.entries(schema).map(([key, spec]) => {
-    const initial = key in defaults ? defaults[key] : spec.default;
+  const names = Object.keys(properties).sort((a, b) => (properties[a].position ?? 0) - (properties[b].position ?? 0));
+  for (const key of Object.keys(defaults)) if (!(key in properties)) names.push(key);
+  return names.map((key) => {
+    const prop = properties[key] || {};
+    const spec = { type: formType(prop, schema.definitions), required: required.has(key), help: prop.description };
+    const initial = key in defaults ? defaults[key] : prop.default;
     return new ParameterField(key, spec, initial);
   });
 }
