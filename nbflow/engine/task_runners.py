@@ -301,7 +301,9 @@ def call_pickled(submit: Callable[[bytes], Any], fn: Callable, args: tuple, kwar
     `run_pickled_call`'s answer), wait up to `timeout`, and return its value or raise its error."""
     import cloudpickle
 
-    future = submit(cloudpickle.dumps((fn, args, kwargs, is_async)))
+    from nbflow.engine.context import current_tags
+
+    future = submit(cloudpickle.dumps((fn, args, kwargs, is_async, current_tags.get())))
     try:
         ok, blob = future.result(timeout=timeout)
     except (concurrent.futures.TimeoutError, TimeoutError):
@@ -317,7 +319,10 @@ def run_pickled_call(payload: bytes) -> tuple[bool, bytes]:
     """In a worker process: call a cloudpickled function; return its pickled value or error."""
     import cloudpickle
 
-    fn, args, kwargs, is_async = cloudpickle.loads(payload)
+    fn, args, kwargs, is_async, tags = cloudpickle.loads(payload)
+    from nbflow.engine.context import current_tags
+
+    current_tags.set(tags)  # `with tags(...)` around the call holds in the worker too
     try:
         value = fn(*args, **kwargs)
         if is_async:
