@@ -24,6 +24,16 @@ STATE_COLOURS: dict[str, str] = {
     "TimedOut": "#f08a0c",
     "Crashed": "#7b1f62",
     "Cancelled": "#4f555c",
+    # Prefect's other names, reached when a flow or task returns such a state.
+    "NotReady": "#c7b8a0",
+    "Paused": "#e8c547",
+    "Suspended": "#d4a017",
+    "Cancelling": "#7d848c",
+    "AwaitingRetry": "#b7d3f7",
+    "AwaitingConcurrencySlot": "#dde3ea",
+    "Late": "#e0b4b4",
+    "Submitting": "#bcc2c9",
+    "InfrastructurePending": "#959ca5",
 }
 #: colour of a state name the palette does not know (a newer store, a typo in a test).
 UNKNOWN_COLOUR = "#8c8c8c"

@@ -13,6 +13,15 @@ export const STATE_COLOURS = {
   TimedOut: "#f08a0c",
   Crashed: "#7b1f62",
   Cancelled: "#4f555c",
+  NotReady: "#c7b8a0",
+  Paused: "#e8c547",
+  Suspended: "#d4a017",
+  Cancelling: "#7d848c",
+  AwaitingRetry: "#b7d3f7",
+  AwaitingConcurrencySlot: "#dde3ea",
+  Late: "#e0b4b4",
+  Submitting: "#bcc2c9",
+  InfrastructurePending: "#959ca5",
 };
 export const UNKNOWN_COLOUR = "#8c8c8c";
 export const STATES = Object.keys(STATE_COLOURS);
