@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nbflow.engine import caching
+from nbflow.engine import caching, failed_inputs
 from nbflow.engine.context import FlowRunContext, TaskRunContext, task_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
 from nbflow.engine.futures import Inputs
@@ -66,7 +66,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
                 if delay > 0:
                     yield Sleep(delay)
                 continue
-            return handle_failure(task, run, value)
+            return handle_failure(task, run, value, inputs)
     finally:
         log_prints_enabled.reset(prints)
         task_run_context.reset(token)
@@ -132,8 +132,10 @@ def handle_retry(task: Any, run: TaskRun, exc: Exception, delay: float) -> None:
     task_run_logger(run).warning(message)
 
 
-def handle_failure(task: Any, run: TaskRun, exc: Exception) -> State:
+def handle_failure(task: Any, run: TaskRun, exc: Exception, inputs: Inputs | None = None) -> State:
     name = "TimedOut" if isinstance(exc, TimedOutError) else "Failed"
+    if inputs is not None and task.keep_failed_inputs:
+        failed_inputs.keep(task, run, inputs, exc, name)  # for `%nbflow debug`; never on success
     run.error = f"{type(exc).__name__}: {exc}"
     retried = f" (after {run.run_count} attempts)" if run.run_count > 1 else ""
     # A timeout's traceback is nbflow's own waiting code: only the message helps.

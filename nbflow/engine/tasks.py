@@ -16,7 +16,8 @@ from nbflow.engine.annotations import BaseAnnotation, unmapped
 from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream
 from nbflow.engine.models import TaskRun, new_run_id
-from nbflow.engine.options import check_callable, check_hooks, check_reserved, check_tags, check_timeout
+from nbflow.engine.options import (check_callable, check_flag, check_hooks, check_reserved, check_tags,
+                                   check_timeout)
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.states import State
 from nbflow.engine.task_engine import task_run_steps
@@ -39,7 +40,7 @@ class Task(HookDecorators):
                  cache_policy: CachePolicy | None = None, refresh_cache: bool = False,
                  persist_result: bool | None = None, log_prints: bool | None = None,
                  on_completion: list[Callable] | None = None,
-                 on_failure: list[Callable] | None = None) -> None:
+                 on_failure: list[Callable] | None = None, keep_failed_inputs: bool = True) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@task needs a function; got {type(fn).__name__} {fn!r}.")
         self.fn = fn
@@ -71,6 +72,8 @@ class Task(HookDecorators):
         self.log_prints = log_prints
         self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
         self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
+        #: whether a failed run keeps its arguments for `%nbflow debug` (off for sensitive data).
+        self.keep_failed_inputs = check_flag(owner, "keep_failed_inputs", keep_failed_inputs)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
         self._signature: inspect.Signature | None = None
@@ -83,7 +86,7 @@ class Task(HookDecorators):
             retry_condition_fn=retry_condition_fn, timeout_seconds=timeout_seconds,
             cache_key_fn=cache_key_fn, cache_expiration=cache_expiration, cache_policy=cache_policy,
             refresh_cache=refresh_cache, persist_result=persist_result, log_prints=log_prints,
-            on_completion=on_completion, on_failure=on_failure)
+            on_completion=on_completion, on_failure=on_failure, keep_failed_inputs=keep_failed_inputs)
         self.__doc__ = fn.__doc__
         self.__name__ = self.name
         self.__wrapped__ = fn
