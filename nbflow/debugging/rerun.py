@@ -64,7 +64,9 @@ def post_mortem(run: Callable[[], Any], shell: Any = None) -> bool:
             debugger = getattr(shell, "debugger_cls", None)
             if debugger is None:
                 from IPython.core.debugger import Pdb as debugger
-            debugger().interaction(None, tb)
+            session = debugger()
+            session.reset()
+            session.interaction(None, tb)
         else:
             import pdb
 

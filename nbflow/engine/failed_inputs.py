@@ -126,7 +126,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
         "version": 1, "kind": capture.kind, "task_run_id": run.id, "flow_run_id": run.flow_run_id,
         "task_name": run.task_name, "task_key": run.task_key, "state": state_name,
         "error": f"{type(exc).__name__}: {exc}", "exception_type": type(exc).__name__,
-        "message": str(exc), "traceback": _user_traceback(exc),
+        "message": str(exc), "traceback": _user_traceback(exc, capture, run.task_name),
         "raised_at": _raised_at(exc, capture.filename), "source": capture.source, "header": capture.header,
         "filename": capture.filename, "firstlineno": capture.firstlineno,
         "parameters": list(capture.inputs), "values": values, "modules": modules, "skipped": skipped,
@@ -184,11 +184,17 @@ def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
     return [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_NBFLOW_DIR)]
 
 
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback without nbflow's own frames (a timeout's is only its message)."""
+def _user_traceback(exc: BaseException, capture: FailedRunCapture, name: str) -> str:
+    """The traceback without nbflow's own frames (a timeout's is only its message); a cell's
+    frames named after the cell, not the kernel's temporary file."""
     lines = ["Traceback (most recent call last):\n"] if not isinstance(exc, TimedOutError) else []
     if lines:
-        lines += traceback.format_list(_user_frames(exc))
+        frames = _user_frames(exc)
+        if capture.kind == "cell":
+            for frame in frames:
+                if frame.filename == capture.filename:
+                    frame.filename = f"<%%task cell {name}>"
+        lines += traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
     return "".join(lines)
 
