@@ -95,3 +95,17 @@ def _why_nothing(run_id: str) -> str:
         return f"Flow run {run['id']} ({run.get('flow_name')}) ended {run['state']}: nothing failed to debug."
     return (f"Flow run {run['id']} ({run.get('flow_name')}) ended {run.get('state')}, but none of its task runs "
             f"kept debug data (the failure was outside a task, or keeping was off, or it was pruned).{advice}")
+
+
+def summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the REST route answers about a failed task run's debug data (no values)."""
+    from nbflow.debugging.report import location
+
+    keys = ("task_run_id", "flow_run_id", "task_name", "kind", "state", "error", "exception_type", "message",
+            "traceback", "raised_at", "source", "header", "failed_at", "size_cap", "skipped")
+    body = {k: manifest.get(k) for k in keys}
+    body["location"] = location(manifest)
+    body["values"] = [{"name": n, "type": v["type"], "bytes": v["bytes"], "format": v["ref"]["format"],
+                       "role": v["role"]} for n, v in manifest["values"].items()]
+    body["modules"] = manifest.get("modules", {})
+    return body

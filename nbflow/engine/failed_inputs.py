@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow import settings
+from nbflow.engine.context import flow_run_context
 from nbflow.engine.models import TaskRun
 from nbflow.engine.run_logging import task_run_logger
 from nbflow.errors import SerializationError, TimedOutError
@@ -88,7 +89,8 @@ def keep(task: Any, run: TaskRun, inputs: Any, exc: BaseException, state_name: s
 def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException,
           state_name: str) -> list[dict[str, str]]:
     """Encode, cap and write the values, then the signed manifest; return what was skipped."""
-    folder = debug_files.run_folder(run.flow_run_id, run.id)
+    root = _root_flow_run_id(run)
+    folder = debug_files.run_folder(root, run.id)
     store = debug_files.value_store(folder)
     cap = settings.failed_inputs_max_bytes()
     skipped: list[dict[str, str]] = []
@@ -124,6 +126,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
     function_ref = _keep_function(store, capture.function)
     manifest = {
         "version": 1, "kind": capture.kind, "task_run_id": run.id, "flow_run_id": run.flow_run_id,
+        "root_flow_run_id": root,
         "task_name": run.task_name, "task_key": run.task_key, "state": state_name,
         "error": f"{type(exc).__name__}: {exc}", "exception_type": type(exc).__name__,
         "message": str(exc), "traceback": _user_traceback(exc, capture, run.task_name),
@@ -134,6 +137,20 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
     }
     debug_files.write_manifest(folder, manifest, store)
     return skipped
+
+
+def _root_flow_run_id(run: TaskRun) -> str | None:
+    """The outermost flow run around the task run (a deployment's or `nbflow run`'s run, whose id this
+    process was given), so debugging that run finds failures in the flows it called."""
+    given = os.environ.get("NBFLOW_FLOW_RUN_ID")
+    if given:
+        return given
+    ctx = flow_run_context.get()
+    if ctx is None:
+        return run.flow_run_id
+    while ctx.parent is not None:
+        ctx = ctx.parent
+    return ctx.flow_run.id
 
 
 def _encode(store: Any, value: Any, cap: int) -> tuple[str | None, Any]:

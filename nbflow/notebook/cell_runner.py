@@ -83,8 +83,9 @@ class CellTask(Task):
         namespace = debug["namespace"]
         extra = {}
         if debug["whole_namespace"]:
-            extra = {n: v for n, v in namespace.items()
-                     if not n.startswith("_") and n not in IGNORED_NAMES and n not in self.seen}
+            hidden = debug["hidden"]  # what IPython put there itself (open, exit, In...)
+            extra = {n: v for n, v in namespace.items() if not n.startswith("_") and n not in IGNORED_NAMES
+                     and n not in self.seen and not (n in hidden and hidden[n] is v)}
         return FailedRunCapture("cell", dict(self.seen), extra, source=debug["source"], header=debug["header"],
                                 filename=debug["filename"])
 
@@ -167,6 +168,7 @@ def run_cell(shell: Any, source: str, options: CellOptions,
                     cache_expiration=options.cache_expiration, keep_failed_inputs=options.keep_failed_inputs)
     task.task_key = f"cell:{name}"
     task.debug = {"namespace": namespace, "whole_namespace": session.adopted, "source": source,
+                  "hidden": getattr(shell, "user_ns_hidden", {}),
                   "header": f"%%task {options.line}".rstrip(), "filename": code.co_filename}
     task.result_storage = CellResultStorage(caching.result_store())
 

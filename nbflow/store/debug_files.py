@@ -1,6 +1,7 @@
 """Debug data of failed task runs: what each saw, kept as files under ``<home>/debug``.
 
-One folder per failed task run, ``<home>/debug/<flow_run_id>/<task_run_id>/``, holding a
+One folder per failed task run, ``<home>/debug/<flow_run_id>/<task_run_id>/`` (the outermost flow
+run: a deployment's run holds the failures of the flows it called), holding a
 signed ``manifest.json`` (the failure, the code, the values and what was skipped) and one
 file per value under ``values/``, written by the ResultStore exactly as results are (JSON,
 Parquet, signed cloudpickle) and verified the same way before loading. Keeping it in files
@@ -88,7 +89,7 @@ def load_value(manifest: dict[str, Any], name: str) -> Any:
 
 def find(run_id: str) -> list[dict[str, Any]]:
     """Manifests of the failed task runs a run id (or unique prefix) names, oldest failure first:
-    the task run itself, or every failed task run of a flow run."""
+    the task run itself, or every failed task run of a flow run (and of the flows it called)."""
     root = debug_root()
     if not root.is_dir() or not run_id:
         return []
@@ -96,19 +97,32 @@ def find(run_id: str) -> list[dict[str, Any]]:
     tasks = [t for d in flows for t in d.iterdir() if t.name.startswith(run_id) and (t / MANIFEST).exists()]
     exact = [t for t in tasks if t.name == run_id]
     folders = exact or tasks
-    if not folders:
-        matched = [d for d in flows if d.name.startswith(run_id) and d.name != NO_FLOW_RUN]
-        exact_flows = [d for d in matched if d.name == run_id]
-        matched = exact_flows or matched
-        if len(matched) > 1:
-            raise DebugDataError(f"The id prefix {run_id!r} matches {len(matched)} flow runs "
-                                 f"({', '.join(d.name[:12] for d in matched[:5])}); give more of the id.")
-        folders = [t for d in matched for t in d.iterdir() if (t / MANIFEST).exists()]
-    elif len(folders) > 1:
+    if len(folders) > 1:
         raise DebugDataError(f"The id prefix {run_id!r} matches {len(folders)} task runs "
                              f"({', '.join(t.name[:12] for t in folders[:5])}); give more of the id.")
-    manifests = [read_manifest(folder) for folder in folders]
+    if folders:
+        return [read_manifest(folders[0])]
+    matched = [d for d in flows if d.name.startswith(run_id) and d.name != NO_FLOW_RUN]
+    matched = [d for d in matched if d.name == run_id] or matched
+    if len(matched) > 1:
+        raise DebugDataError(f"The id prefix {run_id!r} matches {len(matched)} flow runs "
+                             f"({', '.join(d.name[:12] for d in matched[:5])}); give more of the id.")
+    if matched:
+        manifests = [read_manifest(t) for t in matched[0].iterdir() if (t / MANIFEST).exists()]
+    else:  # a flow run called inside another one: its failures are kept under the outer run
+        manifests = [m for m in (_readable(t) for d in flows for t in d.iterdir() if (t / MANIFEST).exists())
+                     if m is not None and (m.get("flow_run_id") or "").startswith(run_id)]
+        if len({m["flow_run_id"] for m in manifests}) > 1:
+            raise DebugDataError(f"The id prefix {run_id!r} matches several flow runs; give more of the id.")
     return sorted(manifests, key=lambda m: m.get("failed_at") or 0)
+
+
+def _readable(folder: Path) -> dict[str, Any] | None:
+    """A manifest while searching others: one that fails its check is not this run's problem."""
+    try:
+        return read_manifest(folder)
+    except DebugDataError:
+        return None
 
 
 def prune(days: float, now: float | None = None) -> int:
