@@ -109,3 +109,15 @@ def summary(manifest: dict[str, Any]) -> dict[str, Any]:
                        "role": v["role"]} for n, v in manifest["values"].items()]
     body["modules"] = manifest.get("modules", {})
     return body
+
+
+def restore_namespace(namespace: dict[str, Any], task_run_id: str) -> FailedInputs:
+    """Put a failed task run's kept variables into `namespace` (a retry resuming at its cell); say what
+    came back and what did not."""
+    inputs = debug(task_run_id)
+    namespace.update(inputs)
+    print(f"Restored {len(inputs)} variable(s) of failed task run {task_run_id[:8]} ({inputs.task_name}): "
+          f"{', '.join(inputs) or 'none'}")
+    for skipped in inputs.skipped:
+        print(f"Not restored: {skipped['name']} ({skipped['type']}): {skipped['reason']}")
+    return inputs

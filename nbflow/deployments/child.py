@@ -105,9 +105,15 @@ def run_notebook(spec: dict[str, Any]) -> tuple[str, str]:
     from nbflow.deployments.notebook_runs import failing_cell_message
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    cwd = source.parent
+    if spec.get("resume_task_run_id"):
+        resumed = _resumed_source(source, output, spec["resume_task_run_id"])
+        if isinstance(resumed, tuple):
+            return resumed
+        source = resumed
     try:
         papermill.execute_notebook(str(source), str(output), parameters=spec.get("parameters") or {},
-                                   cwd=str(source.parent), progress_bar=False, log_output=False)
+                                   cwd=str(cwd), progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as exc:
         return "Failed", failing_cell_message(exc)
     except DeadKernelError as exc:
@@ -123,6 +129,26 @@ def run_notebook(spec: dict[str, Any]) -> tuple[str, str]:
         traceback.print_exc()
         return "Crashed", f"{type(exc).__name__}: {exc}"
     return "Completed", f"Output notebook: {output}"
+
+
+def _resumed_source(source: Path, output: Path, task_run_id: str) -> Path | tuple[str, str]:
+    """A retry from the failed task: the notebook to run instead (restore, then the failed cell on),
+    or the Failed outcome saying why it cannot resume."""
+    import nbformat
+
+    from nbflow.deployments.resume import ResumeError, resumed_notebook
+    from nbflow.store.debug_files import DebugDataError, find
+
+    try:
+        manifests = find(task_run_id)
+        if not manifests:
+            raise DebugDataError(f"the inputs of failed task run {task_run_id} are no longer kept (pruned?)")
+        notebook = resumed_notebook(source, manifests[0])
+    except (DebugDataError, ResumeError) as exc:
+        return "Failed", f"Could not resume at the failed task: {exc}"
+    path = output.with_name(output.stem + ".resumed-source.ipynb")
+    nbformat.write(notebook, str(path))
+    return path
 
 
 def run_flow(spec: dict[str, Any]) -> tuple[str, str]:

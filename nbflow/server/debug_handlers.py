@@ -1,5 +1,6 @@
 """`GET flow_runs/{id}/debug` and `.../debug_notebook`: a failed run's debug data, and the notebook
-that brings it back (the dashboard's "Debug in a notebook" button downloads it)."""
+that brings it back (the dashboard's "Debug in a notebook" button downloads it); `POST .../retry`:
+a new run of its deployment, optionally resuming at the failed task."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from tornado import web
 
 from nbflow.debugging.debug_notebook import notebook_text
 from nbflow.debugging.failed_runs import summary
+from nbflow.deployments.retries import retry_run
 from nbflow.server.errors import bad_request, not_found
 from nbflow.server.handlers import NbflowHandler, Reply, api
 from nbflow.store import debug_files
@@ -43,3 +45,13 @@ class DebugNotebookHandler(NbflowHandler):
         name = f"debug-{manifest['task_run_id'][:8]}.ipynb"
         return Reply(notebook_text(manifest), "application/x-ipynb+json; charset=utf-8",
                      (("Content-Disposition", f'attachment; filename="{name}"'),))
+
+
+class RetryHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def post(self, run_id: str) -> dict:
+        body = self.json_object()
+        run = retry_run(self.store, run_id, bool(body.get("from_failed", False)))
+        self.set_status(201)
+        return run

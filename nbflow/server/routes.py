@@ -59,6 +59,10 @@ ROUTES: tuple[Route, ...] = (
     Route(f"flow_runs/{RUN_ID}/debug_notebook", "/flow_runs/{id}/debug_notebook", debug_handlers.DebugNotebookHandler,
           {"get": "A notebook (.ipynb download) that restores a failed task run's inputs and holds its failing code"},
           query=("task_name",)),
+    Route(f"flow_runs/{RUN_ID}/retry", "/flow_runs/{id}/retry", debug_handlers.RetryHandler,
+          {"post": "Run a deployment run's deployment again with its parameters; with from_failed, resume at its "
+                   "failed task run, the kept inputs restored instead of recomputed (409 if none were kept)"},
+          body={"post": bodies.RETRY}, max_body=SMALL_BODY, status={"post": (201,)}),
     Route(f"flow_runs/{RUN_ID}/cancel", "/flow_runs/{id}/cancel", deployments.CancelHandler,
           {"post": "Cancel a deployment run (202 while its worker stops it)"}, status={"post": (200, 202)}),
     Route(f"flow_runs/{RUN_ID}/state", "/flow_runs/{id}/state", deployments.RunStateHandler,

@@ -30,6 +30,7 @@ CHECK_CELL = """%%task check
 for i, row in sales.iterrows():
     assert row.amount >= 0, f"bad row {i}: amount {row.amount}"
 """
+FIXED_CELL = CHECK_CELL.replace("for i, row in sales", "for i, row in sales[sales.amount >= 0]")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,8 @@ def as_client(server, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setenv(name, value)
 
 
-def test_a_failed_notebook_cell_comes_back_in_a_fresh_kernel(server, as_client, tmp_path: Path) -> None:
+def test_a_failed_notebook_cell_comes_back_in_a_fresh_kernel_and_the_run_resumes_there(server, as_client,
+                                                                                     tmp_path: Path) -> None:
     notebook = write_notebook(tmp_path / "sales.ipynb", "region = 'north'", "%load_ext nbflow",
                               "%%task load\nimport pandas as pd\n"
                               "raw = pd.DataFrame({'amount': [10.0, -5.0, 30.0], 'units': [1, 2, 3]})",
@@ -84,10 +86,29 @@ def test_a_failed_notebook_cell_comes_back_in_a_fresh_kernel(server, as_client, 
         assert [p["text"] for p in shown.payloads if p["source"] == "set_next_input"] == [CHECK_CELL.rstrip()]
         back = kernel.run("import base64, pickle\nprint(base64.b64encode(pickle.dumps(sales)).decode())")
         pd.testing.assert_frame_equal(pickle.loads(base64.b64decode(back.text)), expected)  # same shape, values, dtypes
-        fixed = kernel.run(CHECK_CELL.replace("for i, row in sales", "for i, row in sales[sales.amount >= 0]"))
+        fixed = kernel.run(FIXED_CELL)
         assert fixed.status == "ok", fixed.text
     finally:
         kernel.stop()
+
+    # The fix goes into the notebook, whose first cells must not run again: the retry resumes at `check`.
+    source = nbformat.read(notebook, as_version=4)
+    source.cells[2].source = "%%task load\nraise RuntimeError('the load cell ran again')"
+    source.cells[4].source = FIXED_CELL
+    source.cells.append(nbformat.v4.new_code_cell("print('rows kept', len(sales[sales.amount >= 0]))"))
+    nbformat.write(source, notebook)
+    done = subprocess.run([sys.executable, "-m", "nbflow", "flow-run", "retry", run["id"][:8], "--from-failed",
+                           "--watch"], capture_output=True, text=True, env=os.environ.copy(), timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status, runs = server.request("GET", "flow_runs?flow_name=sales")
+    again = server.request("GET", f"flow_runs/{runs[0]['id']}")[1]
+    assert again["id"] != run["id"] and again["state"] == "Completed"
+    assert again["triggered_by"] == f"Retry of flow run {run['id']} from its failed task run {found['task_run_id']}"
+    tasks = server.request("GET", f"flow_runs/{again['id']}/task_runs")[1]
+    assert [t["task_name"] for t in tasks] == ["check"]  # load and enrich were not recomputed
+    assert "rows kept 2" in Path(again["output_notebook"]).read_text()
+    refused = server.request("POST", f"flow_runs/{again['id']}/retry", {"from_failed": True})
+    assert refused[0] == 409 and "kept no inputs" in refused[1]["message"]
 
 
 def _start_worker(server, pool: str, log: Path) -> subprocess.Popen:

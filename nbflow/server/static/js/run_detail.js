@@ -72,6 +72,8 @@ export function mountRunDetail(root, { params }) {
   const stateBadge = badge("Pending", { "data-testid": "run-state" });
   const cancel = h("button", { type: "button", class: "danger", "data-testid": "cancel-button", hidden: true }, "Cancel");
   const retry = h("button", { type: "button", "data-testid": "retry-button", hidden: true }, "Retry");
+  const retryFailed = h("button", { type: "button", "data-testid": "retry-failed-button", hidden: true,
+    title: "Run again from the failed task, with what it saw restored instead of recomputed" }, "Retry from failed");
   const debugButton = h("button", { type: "button", "data-testid": "debug-button", hidden: true,
     title: "Download a notebook that restores what the failed task saw and holds its failing code" },
   "Debug in a notebook");
@@ -102,7 +104,7 @@ export function mountRunDetail(root, { params }) {
     }
     const page = h("section", { class: "run-detail", "data-testid": "run-detail", "data-run-id": run.id },
       h("p", null, h("a", { href: "#/runs" }, "‹ Flow runs")),
-      h("div", { class: "run-head" }, title, idText, stateBadge, h("span", { class: "spacer" }), actionNote, debugButton, cancel, retry),
+      h("div", { class: "run-head" }, title, idText, stateBadge, h("span", { class: "spacer" }), actionNote, debugButton, cancel, retryFailed, retry),
       factsEl,
       message,
       h("h2", null, "Parameters"), parametersEl,
@@ -201,6 +203,7 @@ export function mountRunDetail(root, { params }) {
     setText(cancel, run.cancel_requested ? "Cancelling…" : "Cancel");
     retry.hidden = !(isDeploymentRun && FINAL_STATES.has(run.state));
     debugButton.hidden = !DEBUGGABLE.has(run.state);
+    retryFailed.hidden = !(isDeploymentRun && DEBUGGABLE.has(run.state));
     if (FINAL_STATES.has(run.state) && actionNote.textContent === CANCEL_REQUESTED) setText(actionNote, "");
   }
 
@@ -400,6 +403,18 @@ export function mountRunDetail(root, { params }) {
       setText(actionNote, `No debug notebook: ${exc.message}`);
     }
     debugButton.disabled = false;
+  });
+
+  retryFailed.addEventListener("click", async () => {
+    retryFailed.disabled = true;
+    setText(actionNote, "");
+    try {
+      const again = await post(`flow_runs/${run.id}/retry`, { from_failed: true });
+      window.location.hash = runHref(again.id);
+    } catch (exc) {
+      setText(actionNote, `Could not retry from the failed task: ${exc.message}`);
+    }
+    retryFailed.disabled = false;
   });
 
   retry.addEventListener("click", async () => {
