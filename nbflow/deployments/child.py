@@ -169,6 +169,10 @@ def run_flow(spec: dict[str, Any]) -> tuple[str, str]:
         return "Failed", (f"{path} has no attribute {name!r}; its functions and flows are: "
                           f"{', '.join(found) or 'none'}. Fix the name after the ':' in the entrypoint.")
     if isinstance(target, Flow):
+        if spec.get("resume_task_run_id"):
+            refused = _resume_flow(spec["resume_task_run_id"])
+            if refused is not None:
+                return refused
         return _call_flow(target, parameters)
     if not callable(target):
         return "Failed", (f"{name!r} in {path} is a {type(target).__name__}, not a flow or function; "
@@ -181,6 +185,34 @@ def run_flow(spec: dict[str, Any]) -> tuple[str, str]:
         traceback.print_exc()
         return "Failed", f"{type(exc).__name__}: {exc}"
     return "Completed", f"Function {name} completed"
+
+
+def _resume_flow(task_run_id: str) -> tuple[str, str] | None:
+    """A retry from the failed task: the task runs whose results fed it give them back (kept with the
+    failure) instead of running again; None when set, else the Failed outcome saying why not."""
+    from nbflow import api
+    from nbflow.debugging.failed_runs import debug
+    from nbflow.engine import resume
+    from nbflow.store.debug_files import DebugDataError
+
+    try:
+        inputs = debug(task_run_id)
+    except DebugDataError as exc:
+        return "Failed", f"Could not resume at the failed task: {exc}"
+    manifest = inputs.manifest
+    old = api.task_runs(manifest["flow_run_id"]).sort_values("created")
+    order: dict[str, list[str]] = {}
+    for key, run_id in zip(old["task_key"], old["id"]):
+        order.setdefault(key, []).append(run_id)
+    values = {}
+    for name, producer in (manifest.get("producers") or {}).items():
+        runs = order.get(producer["task_key"], [])
+        if name in inputs and producer["task_run_id"] in runs:
+            values[(producer["task_key"], runs.index(producer["task_run_id"]))] = (inputs[name], producer["task_run_id"])
+    resume.ACTIVE = resume.Resume(values, task_run_id)
+    print(f"Resuming at failed task run {task_run_id} ({manifest['task_name']}): {len(values)} upstream "
+          "result(s) come from its kept inputs.", flush=True)
+    return None
 
 
 def _call_flow(flow: Flow, parameters: dict[str, Any]) -> tuple[str, str]:

@@ -53,6 +53,8 @@ class FailedRunCapture:
     firstlineno: int = 1
     #: the task's function, kept to re-run it under the debugger.
     function: Any = None
+    #: argument name -> the task run (in this flow run) whose result it is, for a retry from here.
+    producers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def task_capture(task: Any, inputs: Any) -> FailedRunCapture:
@@ -63,9 +65,25 @@ def task_capture(task: Any, inputs: Any) -> FailedRunCapture:
         source = inspect.getsource(fn)
     except (OSError, TypeError):
         source = None
-    return FailedRunCapture("task", dict(task.bind(inputs.args, inputs.kwargs)), source=source,
-                            filename=code.co_filename if code else None,
-                            firstlineno=code.co_firstlineno if code else 1, function=fn)
+    arguments = dict(task.bind(inputs.args, inputs.kwargs))
+    return FailedRunCapture("task", arguments, source=source, filename=code.co_filename if code else None,
+                            firstlineno=code.co_firstlineno if code else 1, function=fn,
+                            producers=_producers(arguments))
+
+
+def _producers(arguments: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Which arguments are results of earlier task runs of the flow run (as the engine draws edges)."""
+    ctx = flow_run_context.get()
+    if ctx is None or not ctx.results:
+        return {}
+    found = {}
+    for name, value in arguments.items():
+        hit = ctx.results.get(id(value))
+        if hit is not None and hit[0] is value:
+            upstream = hit[1]
+            found[name] = {"task_run_id": upstream.id, "task_key": upstream.task_key,
+                           "task_name": upstream.task_name}
+    return found
 
 
 def keep(task: Any, run: TaskRun, inputs: Any, exc: BaseException, state_name: str) -> None:
@@ -132,7 +150,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
         "message": str(exc), "traceback": _user_traceback(exc, capture, run.task_name),
         "raised_at": _raised_at(exc, capture.filename), "source": capture.source, "header": capture.header,
         "filename": capture.filename, "firstlineno": capture.firstlineno,
-        "parameters": list(capture.inputs), "values": values, "modules": modules, "skipped": skipped,
+        "parameters": list(capture.inputs), "producers": capture.producers, "values": values, "modules": modules, "skipped": skipped,
         "function": function_ref, "size_cap": cap, "failed_at": time.time(),
     }
     debug_files.write_manifest(folder, manifest, store)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nbflow.engine import caching, failed_inputs
+from nbflow.engine import caching, failed_inputs, resume
 from nbflow.engine.context import FlowRunContext, TaskRunContext, task_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
 from nbflow.engine.futures import Inputs
@@ -32,6 +32,10 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
     """The life of one task run, from Pending to a final state."""
     if inputs.not_completed:
         return handle_upstream_failure(task, run, inputs)
+    if resume.ACTIVE is not None:  # a retry from a failed task: this call's old result may be kept
+        kept = resume.ACTIVE.take(run.task_key)
+        if kept is not resume.MISS:
+            return handle_kept_result(task, run, *kept, flow_ctx)
     log_prints = task.log_prints if task.log_prints is not None else bool(flow_ctx and flow_ctx.log_prints)
     ctx = TaskRunContext(task, run, None, log_prints, inputs)
     cache_key = None
@@ -84,6 +88,15 @@ def handle_upstream_failure(task: Any, run: TaskRun, inputs: Inputs) -> State:
 
 def handle_cache_hit(task: Any, run: TaskRun, value: Any, flow_ctx: FlowRunContext | None) -> State:
     state = enter_task_state(run, "Cached", "Result loaded from cache", data=value)
+    _remember_result(flow_ctx, value, run)
+    _run_hooks(task, task.on_completion_hooks, run, state)
+    return state
+
+
+def handle_kept_result(task: Any, run: TaskRun, value: Any, old_run_id: str,
+                       flow_ctx: FlowRunContext | None) -> State:
+    state = enter_task_state(run, "Cached", f"Result of task run {old_run_id}, kept when the run it fed "
+                                            "failed (a retry from the failed task)", data=value)
     _remember_result(flow_ctx, value, run)
     _run_hooks(task, task.on_completion_hooks, run, state)
     return state

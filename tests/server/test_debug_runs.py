@@ -121,50 +121,69 @@ def _start_worker(server, pool: str, log: Path) -> subprocess.Popen:
     return process
 
 
-def test_a_task_failing_on_a_worker_gives_back_its_arguments_and_a_debug_notebook(server, as_client,
-                                                                                  tmp_path: Path) -> None:
-    flow_file = write_flow_file(tmp_path / "scoring.py", """
-        import threading
-        from nbflow import flow, task
+SCORING = """
+    import threading
+    from nbflow import flow, task
 
-        @task
-        def score(rows: list, threshold: float, guard: object) -> float:
-            total = sum(rows)
-            if total > threshold:
-                raise ValueError(f"total {total} over threshold {threshold}")
-            return total
+    @task
+    def load(n: int) -> list:
+        return list(range(n))
 
-        @flow
-        def scoring(n: int = 4) -> float:
-            return score(list(range(n)), 5.0, threading.Lock())
-    """)
+    @task
+    def score(rows: list, threshold: float, guard: object) -> float:
+        total = sum(rows)
+        if total > threshold:
+            raise ValueError(f"total {total} over threshold {threshold}")
+        return total
+
+    @flow
+    def scoring(n: int = 4) -> float:
+        return score(load(n), 5.0, threading.Lock())
+"""
+
+
+def test_a_task_failing_on_a_worker_gives_back_its_arguments_a_debug_notebook_and_a_retry(server, as_client,
+                                                                                          tmp_path: Path) -> None:
+    flow_file = write_flow_file(tmp_path / "scoring.py", SCORING)
     status, _ = server.request("POST", "work_pools", {"name": "debugging"})
     assert status == 201
     deploy(server, {"name": "scoring", "entrypoint": f"{flow_file}:scoring", "work_pool": "debugging"})
     worker = _start_worker(server, "debugging", tmp_path / "worker.log")
     try:
         run = wait_for(server, start_run(server, "scoring", {"n": 5})["id"])
+        assert run["state"] == "Failed", run
+
+        inputs = nbflow.debug(run["id"])
+        assert dict(inputs) == {"rows": [0, 1, 2, 3, 4], "threshold": 5.0}
+        assert inputs.error == "ValueError: total 10 over threshold 5.0"
+        assert [s["name"] for s in inputs.skipped] == ["guard"] and "cannot pickle" in inputs.skipped[0]["reason"]
+
+        out = tmp_path / "debug.ipynb"
+        done = subprocess.run([sys.executable, "-m", "nbflow", "flow-run", "debug", run["id"][:8], "-o", str(out)],
+                              capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "not kept: guard" in done.stdout and f"Wrote {out}" in done.stdout
+        notebook = nbformat.read(out, as_version=4)
+        notebook.cells[-1].source = notebook.cells[-1].source.replace("guard=guard", "guard=None")
+        NotebookClient(notebook, timeout=120, allow_errors=True, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        restored = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
+        assert "Restored: rows (list), threshold (float)" in restored
+        assert notebook.cells[2].source.startswith("def score(rows: list")
+        error = [o for o in notebook.cells[-1].outputs if o["output_type"] == "error"]
+        assert error and error[0]["evalue"] == "total 10 over threshold 5.0"  # the failing moment, again
+
+        # fixed, and load must not run again: the retry resumes at score with load's kept result
+        flow_file.write_text(flow_file.read_text().replace("return list(range(n))", "raise RuntimeError('load ran')")
+                             .replace("5.0, threading", "50.0, threading"))
+        status, again = server.request("POST", f"flow_runs/{run['id']}/retry", {"from_failed": True})
+        assert status == 201, again
+        again = wait_for(server, again["id"])
     finally:
         worker.send_signal(signal.SIGINT)
         worker.wait(timeout=30)
-    assert run["state"] == "Failed", run
-
-    inputs = nbflow.debug(run["id"])
-    assert dict(inputs) == {"rows": [0, 1, 2, 3, 4], "threshold": 5.0}
-    assert inputs.error == "ValueError: total 10 over threshold 5.0"
-    assert [s["name"] for s in inputs.skipped] == ["guard"] and "cannot pickle" in inputs.skipped[0]["reason"]
-
-    out = tmp_path / "debug.ipynb"
-    done = subprocess.run([sys.executable, "-m", "nbflow", "flow-run", "debug", run["id"][:8], "-o", str(out)],
-                          capture_output=True, text=True, env=os.environ.copy(), timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "not kept: guard" in done.stdout and f"Wrote {out}" in done.stdout
-    notebook = nbformat.read(out, as_version=4)
-    notebook.cells[-1].source = notebook.cells[-1].source.replace("guard=guard", "guard=None")
-    NotebookClient(notebook, timeout=120, allow_errors=True, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    restored = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
-    assert "Restored: rows (list), threshold (float)" in restored
-    assert notebook.cells[2].source.startswith("def score(rows: list")
-    error = [o for o in notebook.cells[-1].outputs if o["output_type"] == "error"]
-    assert error and error[0]["evalue"] == "total 10 over threshold 5.0"  # the failing moment, again
+    assert again["state"] == "Completed", again
+    child = [r for r in server.request("GET", "flow_runs?limit=100")[1] if r["parent_flow_run_id"] == again["id"]][0]
+    tasks = {t["task_name"]: t for t in server.request("GET", f"flow_runs/{child['id']}/task_runs")[1]}
+    assert tasks["load"]["state"] == "Cached" and "kept when the run it fed failed" in tasks["load"]["state_message"]
+    assert tasks["score"]["state"] == "Completed"
