@@ -327,7 +327,7 @@ def test_debug_in_a_notebook_downloads_the_notebook_of_a_failed_task(page: Any, 
     done = subprocess.run([sys.executable, "-c", code], env=dash.server.client_env(), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    run_id = dash.request("GET", "flow_runs?flow_name=dash_divides")[1][0]["id"]
+    run_id = dash.request("GET", "flow_runs?flow_name=dash-divides")[1][0]["id"]
     open_dashboard(page, dash, f"#/runs/{run_id}")
     expect(page.get_by_test_id("run-detail").get_by_test_id("run-state")).to_have_text("Failed")
     expect(page.get_by_test_id("retry-failed-button")).to_be_hidden()  # not a deployment run
