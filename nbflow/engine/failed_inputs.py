@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 import threading
 import time
@@ -27,9 +28,11 @@ from nbflow.engine.run_logging import task_run_logger
 from nbflow.errors import SerializationError, TimedOutError
 from nbflow.store import debug_files
 
-_NBFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NBFLOW_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 #: seconds between prunes of old debug data by one process.
 _PRUNE_EVERY = 3600.0
+#: what a value's file name keeps of its variable name (identifiers may be non-ASCII).
+_FILE_NAME = re.compile(r"[^A-Za-z0-9_]")
 _pruned_at: float | None = None
 _prune_lock = threading.Lock()
 
@@ -128,7 +131,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
     encoded.sort(key=lambda e: (e[1] != "input", len(e[3][1])))
     values: dict[str, Any] = {}
     total = 0
-    for name, role, type_name, (fmt, data, digest, inline) in encoded:
+    for index, (name, role, type_name, (fmt, data, digest, inline)) in enumerate(encoded):
         size = len(data)
         if total + size > cap:
             skipped.append({"name": name, "type": type_name, "reason": (
@@ -136,7 +139,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
                 "(NBFLOW_FAILED_INPUTS_MAX_BYTES)")})
             continue
         total += size
-        path = store.place(data, fmt, digest, name)
+        path = store.place(data, fmt, digest, f"{index}-{_FILE_NAME.sub('_', name)[:60]}")
         ref = {"format": fmt, "path": os.path.basename(path), "digest": digest}
         values[name] = {"ref": ref, "role": role, "type": type_name, "bytes": size}
     order = {name: i for i, (name, _, _) in enumerate(candidates)}
@@ -150,8 +153,8 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
         "message": str(exc), "traceback": _user_traceback(exc, capture, run.task_name),
         "raised_at": _raised_at(exc, capture.filename), "source": capture.source, "header": capture.header,
         "filename": capture.filename, "firstlineno": capture.firstlineno,
-        "parameters": list(capture.inputs), "producers": capture.producers, "values": values, "modules": modules, "skipped": skipped,
-        "function": function_ref, "size_cap": cap, "failed_at": time.time(),
+        "parameters": list(capture.inputs), "producers": capture.producers, "values": values,
+        "modules": modules, "skipped": skipped, "function": function_ref, "size_cap": cap, "failed_at": time.time(),
     }
     debug_files.write_manifest(folder, manifest, store)
     return skipped

@@ -108,7 +108,7 @@ def test_a_modified_debug_file_is_refused(nbflow_home: Path) -> None:
     pipeline(_frame(), return_state=True)
     run_id = _failed_run_id()
     folder = next((nbflow_home / "debug" / run_id).iterdir())
-    parquet = folder / "values" / "frame.parquet"
+    parquet = next((folder / "values").glob("*frame.parquet"))
     parquet.write_bytes(parquet.read_bytes()[:-20] + b"\0" * 20)
     with pytest.raises(DebugDataError, match="frame.parquet was modified after it was written"):
         nbflow.debug(run_id)
@@ -118,6 +118,15 @@ def test_a_modified_debug_file_is_refused(nbflow_home: Path) -> None:
     manifest.write_text(json.dumps(signed))
     with pytest.raises(DebugDataError, match="manifest.json was modified after it was written"):
         nbflow.debug(run_id)
+
+
+def test_any_identifier_is_a_value_name() -> None:
+    @task
+    def accents(données: list, résumé: str = "é") -> None:
+        raise KeyError("x")
+
+    accents([1, 2], return_state=True)
+    assert dict(nbflow.debug(nbflow.task_runs().iloc[0]["id"])) == {"données": [1, 2], "résumé": "é"}
 
 
 def test_old_debug_data_is_pruned(nbflow_home: Path) -> None:
