@@ -29,7 +29,8 @@ def debug_notebook(manifest: dict[str, Any]) -> dict[str, Any]:
         cells.append(_code(f"{m.get('header') or '%%task'}\n{m['source'] or ''}".rstrip()))
     else:
         if m.get("source"):
-            cells.append(_code(function_definition(m["source"])))
+            imports = "\n".join(m.get("imports") or [])
+            cells.append(_code(f"{imports}\n\n{function_definition(m['source'])}".strip()))
         name = function_name(m.get("source")) or m["task_key"].rsplit(".", 1)[-1]
         arguments = ", ".join(f"{p}={p}" for p in m["parameters"])
         cells.append(_code(f"result = {name}({arguments})\nresult"))

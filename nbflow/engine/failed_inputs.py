@@ -10,6 +10,7 @@ outcome.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 import re
@@ -56,6 +57,8 @@ class FailedRunCapture:
     firstlineno: int = 1
     #: the task's function, kept to re-run it under the debugger.
     function: Any = None
+    #: the top-level import lines of the task's file, so its function can be defined again elsewhere.
+    imports: list[str] = field(default_factory=list)
     #: argument name -> the task run (in this flow run) whose result it is, for a retry from here.
     producers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -71,7 +74,20 @@ def task_capture(task: Any, inputs: Any) -> FailedRunCapture:
     arguments = dict(task.bind(inputs.args, inputs.kwargs))
     return FailedRunCapture("task", arguments, source=source, filename=code.co_filename if code else None,
                             firstlineno=code.co_firstlineno if code else 1, function=fn,
+                            imports=_module_imports(code.co_filename if code else None),
                             producers=_producers(arguments))
+
+
+def _module_imports(filename: str | None) -> list[str]:
+    """The `import`/`from ... import` statements at the top level of a task's file."""
+    if not filename or not os.path.isfile(filename):
+        return []
+    try:
+        with open(filename, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename)
+    except (OSError, SyntaxError, ValueError):
+        return []
+    return [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
 
 
 def _producers(arguments: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -152,7 +168,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
         "error": f"{type(exc).__name__}: {exc}", "exception_type": type(exc).__name__,
         "message": str(exc), "traceback": _user_traceback(exc, capture, run.task_name),
         "raised_at": _raised_at(exc, capture.filename), "source": capture.source, "header": capture.header,
-        "filename": capture.filename, "firstlineno": capture.firstlineno,
+        "filename": capture.filename, "firstlineno": capture.firstlineno, "imports": capture.imports,
         "parameters": list(capture.inputs), "producers": capture.producers, "values": values,
         "modules": modules, "skipped": skipped, "function": function_ref, "size_cap": cap, "failed_at": time.time(),
     }

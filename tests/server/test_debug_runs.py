@@ -169,7 +169,7 @@ def test_a_task_failing_on_a_worker_gives_back_its_arguments_a_debug_notebook_an
                        resources={"metadata": {"path": str(tmp_path)}}).execute()
         restored = "".join(o.get("text", "") for o in notebook.cells[1].outputs)
         assert "Restored: rows (list), threshold (float)" in restored
-        assert notebook.cells[2].source.startswith("def score(rows: list")
+        assert notebook.cells[2].source.startswith("import threading\nfrom nbflow import flow, task\n\ndef score(rows")
         error = [o for o in notebook.cells[-1].outputs if o["output_type"] == "error"]
         assert error and error[0]["evalue"] == "total 10 over threshold 5.0"  # the failing moment, again
 
