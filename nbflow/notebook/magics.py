@@ -103,7 +103,7 @@ class NbflowMagics(Magics):
 
     @line_magic
     def nbflow(self, line: str) -> Any:
-        """%nbflow runs | graph [RUN_ID] | cache clear | sql QUERY | run"""
+        """%nbflow runs | graph [RUN_ID] | cache clear | sql QUERY | run | debug RUN_ID [TASK_NAME] [--pdb]"""
         words = line.strip().split(None, 1)
         if not words:
             raise UsageError(f"%nbflow needs a command.\n{NBFLOW_USAGE}")
