@@ -1,7 +1,9 @@
 """What keeping a failed task run's inputs costs: a task taking a 1M-row DataFrame fails, timed with
 NBFLOW_KEEP_FAILED_INPUTS on and off (a fresh NBFLOW_HOME each time; the success path never keeps).
 
-    python3 benchmarks/bench_failed_inputs.py [--rows 1000000] [--repeat 5]
+    .venv/bin/python benchmarks/bench_failed_inputs.py [--rows 1000000] [--repeat 5]
+
+It runs in the interpreter it is started with (it needs pandas and pyarrow), nbflow from this checkout.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ import argparse
 import logging
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
