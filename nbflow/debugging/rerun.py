@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import linecache
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -47,8 +48,19 @@ def task_call(manifest: dict[str, Any], values: dict[str, Any]) -> tuple[Callabl
         listed = "; ".join(f"{n}: {reasons.get(n, 'not kept')}" for n in missing)
         raise DebugDataError(f"Cannot re-run task {manifest['task_name']!r}: argument(s) were not kept ({listed}).")
     fn = task_function(manifest)
+    _remember_source(fn, manifest)
     bound = inspect.BoundArguments(inspect.signature(fn), OrderedDict((n, values[n]) for n in manifest["parameters"]))
     return fn, bound.args, bound.kwargs
+
+
+def _remember_source(fn: Callable, manifest: dict[str, Any]) -> None:
+    """Let the debugger list the task's code when its file is gone (a kernel's cell, another machine)."""
+    code = getattr(fn, "__code__", None)
+    if code is None or not manifest.get("source") or Path(code.co_filename).is_file():
+        return
+    lines = [""] * (manifest.get("firstlineno", 1) - 1) + manifest["source"].splitlines()
+    text = [line + "\n" for line in lines]
+    linecache.cache[code.co_filename] = (sum(map(len, text)), None, text, code.co_filename)
 
 
 def post_mortem(run: Callable[[], Any], shell: Any = None) -> bool:

@@ -48,6 +48,14 @@ def test_a_failed_cell_comes_back_in_a_fresh_kernel_and_under_the_debugger(tmp_p
         assert re.search(r"(?m)^(np\.float64\()?-2\.0\)?$", plain)  # the values at that moment
         assert re.search(r"(?m)^(np\.float64\()?2\.0\)?$", plain)
 
+        kernel.run("from nbflow import flow, task\n@task\ndef half(x: int) -> float:\n    y = x - 4\n    return 1 / y\n"
+                   "@flow\ndef halves() -> float:\n    return half(4)\nhalves(return_state=True)\n"
+                   "import nbflow\nrun_id = nbflow.runs(flow_name='halves').iloc[0]['id']")
+        task_pdb = kernel.run("%nbflow debug $run_id --pdb", answers=["p y", "q"])
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", task_pdb.text)
+        assert "Restored: x (int)" in plain and re.search(r"----> 5 +return 1 / y", plain)  # the task's own line
+        assert re.search(r"(?m)^0$", plain) and len(task_pdb.prompts) == 2
+
         refused = kernel.run("%nbflow debug 0000ffff")
         assert refused.status == "error" and "has debug data" in refused.text
     finally:
