@@ -95,18 +95,17 @@ def find(run_id: str) -> list[dict[str, Any]]:
         return []
     flows = [d for d in root.iterdir() if d.is_dir()]
     tasks = [t for d in flows for t in d.iterdir() if t.name.startswith(run_id) and (t / MANIFEST).exists()]
-    exact = [t for t in tasks if t.name == run_id]
-    folders = exact or tasks
-    if len(folders) > 1:
-        raise DebugDataError(f"The id prefix {run_id!r} matches {len(folders)} task runs "
-                             f"({', '.join(t.name[:12] for t in folders[:5])}); give more of the id.")
-    if folders:
-        return [read_manifest(folders[0])]
     matched = [d for d in flows if d.name.startswith(run_id) and d.name != NO_FLOW_RUN]
-    matched = [d for d in matched if d.name == run_id] or matched
-    if len(matched) > 1:
-        raise DebugDataError(f"The id prefix {run_id!r} matches {len(matched)} flow runs "
-                             f"({', '.join(d.name[:12] for d in matched[:5])}); give more of the id.")
+    exact_tasks = [t for t in tasks if t.name == run_id]
+    exact_flows = [d for d in matched if d.name == run_id]
+    if exact_tasks or exact_flows:
+        tasks, matched = exact_tasks, exact_flows
+    candidates = [t.name for t in tasks] + [d.name for d in matched]
+    if len(candidates) > 1:
+        raise DebugDataError(f"The id prefix {run_id!r} matches {len(candidates)} runs "
+                             f"({', '.join(c[:12] for c in candidates[:5])}); give more of the id.")
+    if tasks:
+        return [read_manifest(tasks[0])]
     if matched:
         manifests = [read_manifest(t) for t in matched[0].iterdir() if (t / MANIFEST).exists()]
     else:  # a flow run called inside another one: its failures are kept under the outer run
