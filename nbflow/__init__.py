@@ -5,7 +5,7 @@ DuckDB store under NBFLOW_HOME, with retries, timeouts, caching and task runners
 """
 
 from nbflow._version import __version__
-from nbflow.api import deploy, flow_run, flows, flush, logs, runs, sql, task_runs
+from nbflow.api import debug, deploy, flow_run, flows, flush, logs, runs, sql, task_runs
 from nbflow.deployments import load_flow_from_entrypoint  # also registers Flow.deploy/serve/from_source
 from nbflow.engine.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from nbflow.engine.dask_runner import DaskTaskRunner
@@ -22,7 +22,7 @@ from nbflow.engine.transactions import Transaction, transaction
 
 __all__ = [
     "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner", "State",
-    "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff", "flow",
+    "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "debug", "deploy", "exponential_backoff", "flow",
     "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task", "task_runs",
     "unmapped", "wait", "allow_failure", "get_run_context", "tags", "Transaction", "transaction",
     "load_flow_from_entrypoint",

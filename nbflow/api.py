@@ -76,6 +76,15 @@ def sql(query: str, params: list[Any] | None = None) -> Any:
     return _read(lambda store: store.query(query, params))
 
 
+def debug(run_id: str, task_name: str | None = None) -> Any:
+    """The inputs a failed task run saw, as a dict by name (a @task's arguments, a %%task cell's
+    variables): `run_id` is a task run, or a flow run whose first failed task run (or the one named
+    `task_name`) is meant; an id or a unique prefix. `.error`, `.traceback`, `.source` describe the failure."""
+    from nbflow.debugging.failed_runs import debug as load
+
+    return load(run_id, task_name)
+
+
 def deploy(target: Any, name: str, **options: Any) -> dict[str, Any]:
     """Deploy a notebook (`"report.ipynb"`), a `"FILE.py:FLOW"` or a Flow as `name`; re-deploying updates it.
 

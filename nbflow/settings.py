@@ -89,3 +89,33 @@ def exit_flush_seconds() -> float:
     """How long a process's exit waits for an unreachable store before it spools its unsaved run
     records to a file instead (NBFLOW_EXIT_TIMEOUT, default 5)."""
     return max(_float_env("NBFLOW_EXIT_TIMEOUT", 5.0), 0.0)
+
+
+def keep_failed_inputs() -> bool:
+    """Whether failed task runs keep their inputs for `%nbflow debug` (NBFLOW_KEEP_FAILED_INPUTS,
+    default 1; 0, false, no or off turn it off, e.g. for sensitive data)."""
+    return os.environ.get("NBFLOW_KEEP_FAILED_INPUTS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def failed_inputs_max_bytes() -> int:
+    """The most bytes of inputs one failed task run keeps; over it the largest values are skipped and
+    listed (NBFLOW_FAILED_INPUTS_MAX_BYTES, default 1 GiB)."""
+    raw = os.environ.get("NBFLOW_FAILED_INPUTS_MAX_BYTES")
+    if not raw:
+        return 1 << 30
+    try:
+        return max(int(float(raw)), 0)
+    except ValueError:
+        raise ValueError(f"NBFLOW_FAILED_INPUTS_MAX_BYTES={raw!r} is not a number; set it to bytes, "
+                         "e.g. NBFLOW_FAILED_INPUTS_MAX_BYTES=1073741824 (1 GiB)") from None
+
+
+def failed_inputs_days() -> float:
+    """Days the inputs of failed task runs are kept before they are pruned (NBFLOW_FAILED_INPUTS_DAYS,
+    default 14)."""
+    raw = os.environ.get("NBFLOW_FAILED_INPUTS_DAYS")
+    try:
+        return max(float(raw), 0.0) if raw else 14.0
+    except ValueError:
+        raise ValueError(f"NBFLOW_FAILED_INPUTS_DAYS={raw!r} is not a number; set it to days, "
+                         "e.g. NBFLOW_FAILED_INPUTS_DAYS=14") from None

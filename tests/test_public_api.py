@@ -12,7 +12,7 @@ import nbflow
 def test_exported_members() -> None:
     assert sorted(nbflow.__all__) == sorted([
         "INPUTS", "NO_CACHE", "TASK_SOURCE", "DaskTaskRunner", "Flow", "ProcessPoolTaskRunner",
-        "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "deploy", "exponential_backoff",
+        "State", "Task", "ThreadPoolTaskRunner", "__version__", "as_completed", "debug", "deploy", "exponential_backoff",
         "flow", "flow_run", "flows", "flush", "get_run_logger", "logs", "runs", "sql", "task",
         "task_runs", "unmapped", "wait", "allow_failure", "get_run_context", "tags", "Transaction", "transaction",
         "load_flow_from_entrypoint",

@@ -12,7 +12,7 @@ from nbflow.cli import formatting as fmt
 from nbflow.cli.base import (STATE_NAMES, Commands, CommandError, add_command, add_group, log_level,
                              positive_int, state_name)
 from nbflow.cli.tables import format_fields, format_table
-from nbflow.errors import UnknownRunError
+from nbflow.errors import NbflowError, UnknownRunError
 from nbflow.store.queries import MIN_PREFIX
 
 #: flow runs `ls` shows unless told otherwise.
@@ -29,7 +29,7 @@ TIME_FIELDS = frozenset({"scheduled_time", "start_time", "end_time", "created", 
 
 
 def register(commands: Commands) -> None:
-    verbs = add_group(commands, "flow-run", help="Flow runs: list them, inspect one, read its logs.")
+    verbs = add_group(commands, "flow-run", help="Flow runs: list them, inspect one, read its logs, debug a failed one.")
 
     ls = add_command(verbs, "ls", list_flow_runs, help="List flow runs, newest first.")
     ls.add_argument("--flow-name", metavar="NAME", help="only runs of the flow with this name")
@@ -47,6 +47,21 @@ def register(commands: Commands) -> None:
     logs.add_argument("id", type=run_id_arg, metavar="ID", help="the flow run's id, or a unique prefix of it")
     logs.add_argument("--level", type=log_level, default=logging.NOTSET, metavar="LEVEL",
                       help="only lines at this level or above: DEBUG, INFO, WARNING, ERROR, CRITICAL")
+
+    retry = add_command(verbs, "retry", retry_flow_run,
+                        help="Run a deployment run again: from the start, or --from-failed at its failed task.")
+    retry.add_argument("id", type=run_id_arg, metavar="ID", help="the flow run's id, or a unique prefix of it")
+    retry.add_argument("--from-failed", action="store_true",
+                       help="start at the failed task, with what it saw restored instead of recomputed")
+    retry.add_argument("--watch", action="store_true", help="follow the new run's state until it ends")
+
+    debug = add_command(verbs, "debug", debug_flow_run,
+                        help="Write a notebook that restores a failed run's inputs and holds the failing code.")
+    debug.add_argument("id", type=run_id_arg, metavar="ID",
+                       help="a failed flow run's id (its first failed task run) or a task run's, or a unique prefix")
+    debug.add_argument("task_name", nargs="?", metavar="TASK_NAME", help="the failed task run of this name")
+    debug.add_argument("-o", "--output", metavar="PATH",
+                       help="the notebook to write (default: debug-<task run id prefix>.ipynb here)")
 
 
 def run_id_arg(raw: str) -> str:
@@ -129,6 +144,56 @@ def _field_text(key: str, value: Any) -> str:
     if key == "duration_s":
         return fmt.duration(value)
     return fmt.text(value)
+
+
+# -- retry ---------------------------------------------------------------------------------
+
+def retry_flow_run(args: argparse.Namespace) -> int:
+    from nbflow.cli.deployments import watch_run
+    from nbflow.deployments.client import ApiRequestError, LocalClient, connect
+
+    client = connect()
+    if args.watch and isinstance(client, LocalClient):
+        raise CommandError("--watch needs a running nbflow server, which runs the flow run; none was found. "
+                           "Start one with `nbflow server start`, then run this again.")
+    try:
+        run = client.retry_run(args.id, from_failed=args.from_failed)
+    except (ApiRequestError, NbflowError) as exc:
+        raise CommandError(str(exc)) from None
+    how = " from its failed task" if args.from_failed else ""
+    print(f"Created flow run {run['id']}: a retry of {args.id}{how} ({run.get('state') or 'Scheduled'}).", flush=True)
+    if isinstance(client, LocalClient):
+        print("No nbflow server is running: the run waits in the run store until one starts (`nbflow server start`).")
+    return watch_run(client, run) if args.watch else 0
+
+
+# -- debug ---------------------------------------------------------------------------------
+
+def debug_flow_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nbflow.debugging.debug_notebook import notebook_text
+    from nbflow.debugging.failed_runs import find_failed_run
+    from nbflow.debugging.report import location
+    from nbflow.store.debug_files import DebugDataError
+
+    try:
+        manifest = find_failed_run(args.id, args.task_name)
+    except DebugDataError as exc:
+        raise CommandError(str(exc)) from None
+    path = Path(args.output or f"debug-{manifest['task_run_id'][:8]}.ipynb")
+    if path.suffix != ".ipynb":
+        raise CommandError(f"-o names the notebook to write and must end in .ipynb; got {str(path)!r}.")
+    try:
+        path.write_text(notebook_text(manifest), encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"Cannot write {path}: {exc.strerror or exc}. Choose another path with -o.") from None
+    print(f"Task run {manifest['task_run_id']} ({manifest['task_name']}) ended {manifest['state']}: {manifest['error']}")
+    print(f"  raised at {location(manifest)}")
+    for skipped in manifest["skipped"]:
+        print(f"  not kept: {skipped['name']} ({skipped['type']}): {skipped['reason']}")
+    print(f"Wrote {path}: open it in Jupyter and run it to get the failing moment back.")
+    return 0
 
 
 # -- logs ----------------------------------------------------------------------------------

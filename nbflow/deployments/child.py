@@ -108,9 +108,15 @@ def run_notebook(spec: dict[str, Any]) -> tuple[str, str]:
     from nbflow.deployments.notebook_runs import failing_cell_message
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    cwd = source.parent
+    if spec.get("resume_task_run_id"):
+        resumed = _resumed_source(source, output, spec["resume_task_run_id"])
+        if isinstance(resumed, tuple):
+            return resumed
+        source = resumed
     try:
         papermill.execute_notebook(str(source), str(output), parameters=spec.get("parameters") or {},
-                                   cwd=str(source.parent), progress_bar=False, log_output=False)
+                                   cwd=str(cwd), progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as exc:
         return "Failed", failing_cell_message(exc)
     except DeadKernelError as exc:
@@ -126,6 +132,26 @@ def run_notebook(spec: dict[str, Any]) -> tuple[str, str]:
         traceback.print_exc()
         return "Crashed", f"{type(exc).__name__}: {exc}"
     return "Completed", f"Output notebook: {output}"
+
+
+def _resumed_source(source: Path, output: Path, task_run_id: str) -> Path | tuple[str, str]:
+    """A retry from the failed task: the notebook to run instead (restore, then the failed cell on),
+    or the Failed outcome saying why it cannot resume."""
+    import nbformat
+
+    from nbflow.deployments.resume import ResumeError, resumed_notebook
+    from nbflow.store.debug_files import DebugDataError, find
+
+    try:
+        manifests = find(task_run_id)
+        if not manifests:
+            raise DebugDataError(f"the inputs of failed task run {task_run_id} are no longer kept (pruned?)")
+        notebook = resumed_notebook(source, manifests[0])
+    except (DebugDataError, ResumeError) as exc:
+        return "Failed", f"Could not resume at the failed task: {exc}"
+    path = output.with_name(output.stem + ".resumed-source.ipynb")
+    nbformat.write(notebook, str(path))
+    return path
 
 
 def run_flow(spec: dict[str, Any]) -> tuple[str, str]:
@@ -145,11 +171,43 @@ def run_flow(spec: dict[str, Any]) -> tuple[str, str]:
             isinstance(v, Flow) or inspect.isfunction(v) and v.__module__ == ENTRYPOINT_MODULE))
         return "Failed", (f"{path} has no attribute {name!r}; its functions and flows are: "
                           f"{', '.join(found) or 'none'}. Fix the name after the ':' in the entrypoint.")
+    if isinstance(target, Flow) and spec.get("resume_task_run_id"):
+        refused = _resume_flow(spec["resume_task_run_id"])
+        if refused is not None:
+            return refused
     if not callable(target):
         return "Failed", (f"{name!r} in {path} is a {type(target).__name__}, not a flow or function; "
                           "point the entrypoint at a @flow function.")
     # A plain function runs as a flow of that name, as Prefect's workers run it.
     return _call_flow(target if isinstance(target, Flow) else Flow(target), parameters, spec)
+
+
+def _resume_flow(task_run_id: str) -> tuple[str, str] | None:
+    """A retry from the failed task: the task runs whose results fed it give them back (kept with the
+    failure) instead of running again; None when set, else the Failed outcome saying why not."""
+    from nbflow import api
+    from nbflow.debugging.failed_runs import debug
+    from nbflow.engine import resume
+    from nbflow.store.debug_files import DebugDataError
+
+    try:
+        inputs = debug(task_run_id)
+    except DebugDataError as exc:
+        return "Failed", f"Could not resume at the failed task: {exc}"
+    manifest = inputs.manifest
+    old = api.task_runs(manifest["flow_run_id"]).sort_values("created")
+    order: dict[str, list[str]] = {}
+    for key, run_id in zip(old["task_key"], old["id"]):
+        order.setdefault(key, []).append(run_id)
+    values = {}
+    for name, producer in (manifest.get("producers") or {}).items():
+        runs = order.get(producer["task_key"], [])
+        if name in inputs and producer["task_run_id"] in runs:
+            values[(producer["task_key"], runs.index(producer["task_run_id"]))] = (inputs[name], producer["task_run_id"])
+    resume.ACTIVE = resume.Resume(values, task_run_id)
+    print(f"Resuming at failed task run {task_run_id} ({manifest['task_name']}): {len(values)} upstream "
+          "result(s) come from its kept inputs.", flush=True)
+    return None
 
 
 def _call_flow(flow: Flow, parameters: dict[str, Any], spec: dict[str, Any]) -> tuple[str, str]:

@@ -93,6 +93,9 @@ class ApiClient:
     def cancel_run(self, run_id: str) -> dict:
         return self._request("POST", f"flow_runs/{_quote(run_id)}/cancel", {})
 
+    def retry_run(self, run_id: str, from_failed: bool = False) -> dict:
+        return self._request("POST", f"flow_runs/{_quote(run_id)}/retry", {"from_failed": from_failed})
+
     def list_work_pools(self) -> list[dict]:
         return self._request("GET", "work_pools")
 
@@ -193,6 +196,11 @@ class LocalClient:
 
     def cancel_run(self, run_id: str) -> dict:
         return _answer(service.cancel_run, self.store, run_id)
+
+    def retry_run(self, run_id: str, from_failed: bool = False) -> dict:
+        from nbflow.deployments.retries import retry_run
+
+        return _answer(retry_run, self.store, run_id, from_failed)
 
     def list_work_pools(self) -> list[dict]:
         return _answer(service.list_work_pools, self.store)

@@ -36,6 +36,7 @@ import psutil
 
 from nbflow.deployments import paths
 from nbflow.deployments.notebook_runs import default_output_path
+from nbflow.deployments.resume import resume_task_run
 
 #: how much of the run's log a Crashed message quotes
 _TAIL_CHARS = 1500
@@ -62,6 +63,8 @@ class RunSpec:
     #: ISO times of the run's record (a flow run's process adopts the record, keeping them)
     scheduled_time: str | None = None
     created: str | None = None
+    #: a retry from the failed task: the failed task run of the old run to resume at (its inputs restored)
+    resume_task_run_id: str | None = None
 
     @classmethod
     def from_claim(cls, claimed: dict) -> "RunSpec":
@@ -74,7 +77,7 @@ class RunSpec:
                    timeout_seconds=float(timeout) if timeout is not None else None,
                    allowed_roots=claimed.get("allowed_roots"), deployment_id=claimed.get("deployment_id"),
                    deployment_name=claimed.get("deployment_name"), scheduled_time=claimed.get("scheduled_time"),
-                   created=claimed.get("created"))
+                   created=claimed.get("created"), resume_task_run_id=resume_task_run(claimed.get("triggered_by")))
 
 
 @dataclass

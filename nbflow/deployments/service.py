@@ -406,6 +406,7 @@ def _insert_many(con: Any, runs: list[tuple]) -> list[str]:
                                                "flow_name", "name", "message", "parameters", "scheduled_time")}
     for row, parameters, scheduled, key, triggered_by in runs:
         values = (new_run_id(), row["id"], key, row["work_pool"], triggered_by, row["flow_name"], row["name"],
+                  triggered_by if triggered_by and triggered_by.startswith("Retry") else
                   f"Triggered by flow run {triggered_by}" if triggered_by else
                   "Scheduled by its schedule" if key else "Run requested", json.dumps(parameters), scheduled)
         for name, value in zip(columns, values):
@@ -514,10 +515,12 @@ def _claimed_specs(con: Any, run_ids: list[str]) -> list[dict[str, Any]]:
         return []
     rows = con.execute(
         "SELECT f.id, f.flow_name, f.deployment_id, p.name, p.kind, p.notebook, p.entrypoint, f.parameters, "
-        "p.timeout_seconds, f.scheduled_time, f.created FROM flow_runs f JOIN deployments p ON p.id = f.deployment_id "
-        "WHERE list_contains(?, f.id) ORDER BY f.scheduled_time", [run_ids]).fetchall()
+        "p.timeout_seconds, f.scheduled_time, f.created, d.triggered_by FROM flow_runs f "
+        "JOIN deployments p ON p.id = f.deployment_id "
+        "LEFT JOIN deployment_runs d ON d.run_id = f.id WHERE list_contains(?, f.id) ORDER BY f.scheduled_time",
+        [run_ids]).fetchall()
     keys = ("id", "flow_name", "deployment_id", "deployment_name", "kind", "notebook", "entrypoint",
-            "parameters", "timeout_seconds", "scheduled_time", "created")
+            "parameters", "timeout_seconds", "scheduled_time", "created", "triggered_by")
     specs = [dict(zip(keys, r)) for r in rows]
     roots = [str(root) for root in paths.allowed_roots()]
     for spec in specs:

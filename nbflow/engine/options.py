@@ -94,6 +94,12 @@ def check_callable(owner: str, option: str, value: Any) -> None:
         raise TaskDefinitionError(f"{owner}: {option} must be callable; got {type(value).__name__} {value!r}.")
 
 
+def check_flag(owner: str, option: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TaskDefinitionError(f"{owner}: {option} must be True or False; got {type(value).__name__} {value!r}.")
+    return value
+
+
 def check_tags(owner: str, tags: Any) -> tuple[str, ...]:
     if tags is None:
         return ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nbflow.engine import caching, transactions
+from nbflow.engine import caching, failed_inputs, resume, transactions
 from nbflow.engine.context import FlowRunContext, TaskRunContext, task_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
 from nbflow.engine.futures import Inputs
@@ -35,6 +35,10 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
     """The life of one task run, from Pending to a final state."""
     if inputs.not_completed:
         return handle_upstream_failure(task, run, inputs)
+    if resume.ACTIVE is not None:  # a retry from a failed task: this call's old result may be kept
+        kept = resume.ACTIVE.take(run.task_key)
+        if kept is not resume.MISS:
+            return handle_kept_result(task, run, *kept, flow_ctx)
     log_prints = task.log_prints if task.log_prints is not None else bool(flow_ctx and flow_ctx.log_prints)
     ctx = TaskRunContext(task, run, None, log_prints, inputs)
     cache_key = None
@@ -89,7 +93,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
                 if delay > 0:
                     yield Sleep(delay)
                 continue
-            return handle_failure(task, run, value)
+            return handle_failure(task, run, value, inputs)
     finally:
         if txn is not None:
             txn.__exit__(None, None, None)  # commits now, or leaves it to the enclosing transaction
@@ -146,6 +150,15 @@ def handle_returned_state(task: Any, run: TaskRun, value: Any, flow_ctx: FlowRun
         run.error = f"{state.name}: {state.message}"
         task_run_logger(run).error("Finished in state %s", state)
         _run_hooks(task, task.on_failure_hooks, run, state)
+    return state
+
+
+def handle_kept_result(task: Any, run: TaskRun, value: Any, old_run_id: str,
+                       flow_ctx: FlowRunContext | None) -> State:
+    state = enter_task_state(run, "Cached", f"Result of task run {old_run_id}, kept when the run it fed "
+                                            "failed (a retry from the failed task)", data=value)
+    _remember_result(flow_ctx, value, run)
+    _run_hooks(task, task.on_completion_hooks, run, state)
     return state
 
 
@@ -208,8 +221,11 @@ def handle_retry(task: Any, run: TaskRun, failure: Any, delay: float) -> None:
     _run_hooks(task, task.on_running_hooks, run, run.state)
 
 
-def handle_failure(task: Any, run: TaskRun, exc: Exception) -> State:
-    """The last attempt failed: Failed (TimedOut for a timeout), with Prefect's message and log line."""
+def handle_failure(task: Any, run: TaskRun, exc: Exception, inputs: Inputs | None = None) -> State:
+    """The last attempt failed: Failed (TimedOut for a timeout), with Prefect's message and log line;
+    the run's inputs are kept for `%nbflow debug` (never on success)."""
+    if inputs is not None and task.keep_failed_inputs:
+        failed_inputs.keep(task, run, inputs, exc, "TimedOut" if isinstance(exc, TimedOutError) else "Failed")
     run.error = f"{type(exc).__name__}: {exc}"
     log = task_run_logger(run)
     if isinstance(exc, TimedOutError):

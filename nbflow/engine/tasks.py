@@ -16,8 +16,8 @@ from nbflow.engine.annotations import BaseAnnotation, unmapped
 from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.futures import FutureList, PrefectFuture, TaskRunFuture, resolve_inputs, submitted_upstream
 from nbflow.engine.models import TaskRun, new_run_id
-from nbflow.engine.options import (check_callable, check_hooks, check_reserved, check_run_name, check_tags,
-                                   check_timeout)
+from nbflow.engine.options import (check_callable, check_flag, check_hooks, check_reserved, check_run_name,
+                                   check_tags, check_timeout)
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.states import State
 from nbflow.engine.task_engine import task_run_steps
@@ -42,7 +42,8 @@ class Task(HookDecorators):
                  on_completion: list[Callable] | None = None,
                  on_failure: list[Callable] | None = None, on_running: list[Callable] | None = None,
                  task_run_name: str | Callable[..., str] | None = None,
-                 on_commit: list[Callable] | None = None, on_rollback: list[Callable] | None = None) -> None:
+                 on_commit: list[Callable] | None = None, on_rollback: list[Callable] | None = None,
+                 keep_failed_inputs: bool = True) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@task needs a function; got {type(fn).__name__} {fn!r}.")
         self.fn = fn
@@ -79,6 +80,8 @@ class Task(HookDecorators):
         self.on_rollback_hooks = check_hooks(owner, "on_rollback", on_rollback)
         check_run_name(owner, "task_run_name", task_run_name)
         self.task_run_name = task_run_name
+        #: whether a failed run keeps its arguments for `%nbflow debug` (off for sensitive data).
+        self.keep_failed_inputs = check_flag(owner, "keep_failed_inputs", keep_failed_inputs)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
         self._signature: inspect.Signature | None = None
@@ -92,7 +95,8 @@ class Task(HookDecorators):
             cache_key_fn=cache_key_fn, cache_expiration=cache_expiration, cache_policy=cache_policy,
             refresh_cache=refresh_cache, persist_result=persist_result, log_prints=log_prints,
             on_completion=on_completion, on_failure=on_failure, on_running=on_running,
-            task_run_name=task_run_name, on_commit=on_commit, on_rollback=on_rollback)
+            task_run_name=task_run_name, on_commit=on_commit, on_rollback=on_rollback,
+            keep_failed_inputs=keep_failed_inputs)
         self.__doc__ = fn.__doc__
         self.__name__ = self.name
         self.__wrapped__ = fn

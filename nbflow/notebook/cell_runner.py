@@ -17,6 +17,7 @@ from IPython.display import display
 from nbflow.engine import caching
 from nbflow.engine.calls import run_coro_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context
+from nbflow.engine.failed_inputs import FailedRunCapture
 from nbflow.engine.states import State
 from nbflow.engine.tasks import Task
 from nbflow.errors import FingerprintError
@@ -44,6 +45,10 @@ class CellOptions:
     cache_expiration: dt.timedelta | None = None
     inputs: frozenset[str] | None = None
     outputs: frozenset[str] | None = None
+    #: False (`--no-keep`): a failed run keeps none of its variables for `%nbflow debug`.
+    keep_failed_inputs: bool = True
+    #: the `%%task ...` line as typed, so `%nbflow debug` can hand the cell back whole.
+    line: str = ""
 
 
 @dataclass(eq=False)
@@ -67,6 +72,22 @@ class CellTask(Task):
         super().__init__(fn, **options)
         self.cell_upstream = upstream
         self.last_run: Any = None
+        #: what a failed run keeps: set by run_cell (the namespace, the cell's code and inputs).
+        self.debug: dict[str, Any] = {}
+        #: the input variables as the cell found them, taken (by reference) as it starts.
+        self.seen: dict[str, Any] = {}
+
+    def failed_run_capture(self) -> FailedRunCapture:
+        """A failed cell keeps the variables it read and, in a notebook run, the whole namespace."""
+        debug = self.debug
+        namespace = debug["namespace"]
+        extra = {}
+        if debug["whole_namespace"]:
+            hidden = debug["hidden"]  # what IPython put there itself (open, exit, In...)
+            extra = {n: v for n, v in namespace.items() if not n.startswith("_") and n not in IGNORED_NAMES
+                     and n not in self.seen and not (n in hidden and hidden[n] is v)}
+        return FailedRunCapture("cell", dict(self.seen), extra, source=debug["source"], header=debug["header"],
+                                filename=debug["filename"])
 
     def _new_run(self, flow_ctx: Any, dynamic_key: int | None = None) -> Any:
         run = super()._new_run(flow_ctx, dynamic_key)
@@ -127,6 +148,7 @@ def run_cell(shell: Any, source: str, options: CellOptions,
 
     def execute() -> CellResult:
         capture.reset()
+        task.seen = {n: namespace[n] for n in inputs if n in namespace}
         _run_code(code, namespace)
         if last_expression is not None:  # shown like a normal cell's result (and replayed)
             value = _run_code(last_expression, namespace)
@@ -143,8 +165,11 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     task = CellTask(execute, upstream=upstream, name=name, retries=options.retries,
                     retry_delay_seconds=options.retry_delay, timeout_seconds=options.timeout,
                     cache_policy=policy if options.cache else None,
-                    cache_expiration=options.cache_expiration)
+                    cache_expiration=options.cache_expiration, keep_failed_inputs=options.keep_failed_inputs)
     task.task_key = f"cell:{name}"
+    task.debug = {"namespace": namespace, "whole_namespace": session.adopted, "source": source,
+                  "hidden": getattr(shell, "user_ns_hidden", {}),
+                  "header": f"%%task {options.line}".rstrip(), "filename": code.co_filename}
     task.result_storage = CellResultStorage(caching.result_store())
 
     context = flow_context or session.context

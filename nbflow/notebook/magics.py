@@ -24,12 +24,13 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 TASK_USAGE = ("usage: %%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--cache [EXPIRY]] "
-              "[--inputs a,b] [--outputs c]")
+              "[--inputs a,b] [--outputs c] [--no-keep]")
 NBFLOW_USAGE = """usage: %nbflow runs [--flow-name NAME] [--state STATE] [--limit N]
        %nbflow graph [RUN_ID]
        %nbflow cache clear
        %nbflow sql QUERY
-       %nbflow run"""
+       %nbflow run
+       %nbflow debug RUN_ID [TASK_NAME] [--pdb]"""
 
 
 def parse_duration(text: str) -> dt.timedelta | None:
@@ -63,6 +64,8 @@ class NbflowMagics(Magics):
               help="cache the cell's outputs, optionally for EXPIRY (e.g. 90s, 15m, 2h, 7d)")
     @argument("--inputs", default=None, help="comma-separated input variables (instead of the detected ones)")
     @argument("--outputs", default=None, help="comma-separated output variables (instead of the detected ones)")
+    @argument("--no-keep", action="store_true",
+              help="if the cell fails, keep none of its variables for %%nbflow debug (sensitive data)")
     @cell_magic
     def task(self, line: str, cell: str) -> None:
         """Run the cell as a tracked nbflow task run, with retries, a timeout and caching."""
@@ -72,6 +75,7 @@ class NbflowMagics(Magics):
         except UsageError as exc:
             raise UsageError(f"{str(exc).strip()}\n{usage}") from None
         options = self._cell_options(args, usage)
+        options.line = line.strip()
         try:
             run_cell(self.shell, cell, options)
         except CellSyntaxError as exc:
@@ -94,11 +98,12 @@ class NbflowMagics(Magics):
         return CellOptions(name=name, retries=args.retries, retry_delay=args.retry_delay,
                            timeout=args.timeout, cache=cache, cache_expiration=expiration,
                            inputs=_names("--inputs", args.inputs, usage),
-                           outputs=_names("--outputs", args.outputs, usage))
+                           outputs=_names("--outputs", args.outputs, usage),
+                           keep_failed_inputs=not args.no_keep)
 
     @line_magic
     def nbflow(self, line: str) -> Any:
-        """%nbflow runs | graph [RUN_ID] | cache clear | sql QUERY | run"""
+        """%nbflow runs | graph [RUN_ID] | cache clear | sql QUERY | run | debug RUN_ID [TASK_NAME] [--pdb]"""
         words = line.strip().split(None, 1)
         if not words:
             raise UsageError(f"%nbflow needs a command.\n{NBFLOW_USAGE}")
@@ -150,6 +155,21 @@ class NbflowMagics(Magics):
         if rest.strip():
             raise UsageError(f"%nbflow run takes no arguments.\n{NBFLOW_USAGE}")
         return rerun_stale_cells(self.shell)
+
+
+    def _cmd_debug(self, rest: str) -> Any:
+        from nbflow.notebook.debug_magic import debug_in_kernel
+
+        parser = argparse.ArgumentParser(prog="%nbflow debug", add_help=False, exit_on_error=False)
+        parser.add_argument("run_id")
+        parser.add_argument("task_name", nargs="?")
+        parser.add_argument("--pdb", action="store_true")
+        try:
+            args = parser.parse_args(shlex.split(rest))
+        except (argparse.ArgumentError, SystemExit, ValueError) as exc:
+            raise UsageError(f"%nbflow debug takes a flow run's or task run's id (or a prefix), optionally a "
+                             f"task name, and --pdb. {exc}\n{NBFLOW_USAGE}") from None
+        debug_in_kernel(self.shell, args.run_id, args.task_name, pdb=args.pdb)
 
 
 def load_ipython_extension(shell: Any) -> None:

@@ -75,6 +75,9 @@ DEPLOYMENT_PATCH = {"type": "object", "additionalProperties": False,
 RUN = {"type": "object", "additionalProperties": False, "x-body-optional": True,
        "properties": {"parameters": _DEPLOYMENT_FIELDS["parameters"]},
        "description": "Parameters merged over the deployment's (the body is optional)."}
+RETRY = {"type": "object", "additionalProperties": False, "x-body-optional": True,
+         "properties": {"from_failed": {"type": "boolean", "default": False}},
+         "description": "from_failed: resume at the failed task run with its kept inputs (the body is optional)."}
 RUN_STATE = {"type": "object", "required": ["state"], "additionalProperties": False,
              "properties": {"state": {"type": "string", "minLength": 1, "maxLength": 32},
                             "message": {"type": "string", "nullable": True, "maxLength": 100_000},

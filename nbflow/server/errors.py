@@ -8,6 +8,7 @@ from nbflow.deployments.schedules import ScheduleError
 from nbflow.errors import (
     NbflowError, ParameterTypeError, QueryTimeoutError, StoreBatchError, StoreError, UnknownRunError,
 )
+from nbflow.store.debug_files import DebugDataError
 
 
 class ApiError(NbflowError):
@@ -74,6 +75,7 @@ STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (ApiError, 0),  # carries its own status
     (DeploymentError, 0),  # carries its own status (422, or 409 for a conflict)
     (UnknownRunError, 404),
+    (DebugDataError, 404),
     (UnknownDeploymentError, 404),
     (ScheduleError, 422),
     (ParameterTypeError, 422),

@@ -31,6 +31,7 @@ _QUERY: dict[str, tuple[str, dict[str, Any]]] = {
     "deployment_id": ("only runs of this deployment", {"type": "string"}),
     "since": ("only runs started at or after this ISO 8601 time (UTC without a zone)", {"type": "string"}),
     "until": ("only runs started before this ISO 8601 time", {"type": "string"}),
+    "task_name": ("the failed task run of this name (default: the run's first failed task run)", {"type": "string"}),
     "level": ("the lowest log level: a number such as 30, or DEBUG, INFO, WARNING, ERROR, CRITICAL",
               {"type": "string"}),
 }

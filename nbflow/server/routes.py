@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nbflow.server import bodies, handlers
+from nbflow.server import bodies, debug_handlers, handlers
 from nbflow.server import deployment_handlers as deployments
 from nbflow.server.handlers import NO_BODY_LIMIT
 from nbflow.store.api_store import EVENTS_BODY_LIMIT
@@ -53,6 +53,16 @@ ROUTES: tuple[Route, ...] = (
           {"get": "The flow run's task graph, laid out (mapped tasks collapsed), with state colours"}),
     Route(f"flow_runs/{RUN_ID}/output_notebook", "/flow_runs/{id}/output_notebook",
           deployments.OutputNotebookHandler, {"get": "The executed notebook of a notebook run, as HTML"}),
+    Route(f"flow_runs/{RUN_ID}/debug", "/flow_runs/{id}/debug", debug_handlers.DebugHandler,
+          {"get": "What a failed run's first failed task run (or the task run with this id) kept for debugging: "
+                  "the failure, its code, the values kept and those skipped"}, query=("task_name",)),
+    Route(f"flow_runs/{RUN_ID}/debug_notebook", "/flow_runs/{id}/debug_notebook", debug_handlers.DebugNotebookHandler,
+          {"get": "A notebook (.ipynb download) that restores a failed task run's inputs and holds its failing code"},
+          query=("task_name",)),
+    Route(f"flow_runs/{RUN_ID}/retry", "/flow_runs/{id}/retry", debug_handlers.RetryHandler,
+          {"post": "Run a deployment run's deployment again with its parameters; with from_failed, resume at its "
+                   "failed task run, the kept inputs restored instead of recomputed (409 if none were kept)"},
+          body={"post": bodies.RETRY}, max_body=SMALL_BODY, status={"post": (201,)}),
     Route(f"flow_runs/{RUN_ID}/cancel", "/flow_runs/{id}/cancel", deployments.CancelHandler,
           {"post": "Cancel a deployment run (202 while its worker stops it)"}, status={"post": (200, 202)}),
     Route(f"flow_runs/{RUN_ID}/state", "/flow_runs/{id}/state", deployments.RunStateHandler,

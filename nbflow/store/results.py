@@ -88,23 +88,31 @@ class ResultStore:
         """
         if name is not None and not _NAME.fullmatch(name):
             raise ValueError(f"Result name {name!r} is not a plain file name: use letters, digits, '.', '_', '-'.")
+        fmt, data, digest, inline = self.encode(value)
+        return ResultRef(fmt, self._place(data, fmt, digest, name), digest, inline)
+
+    def encode(self, value: Any) -> tuple[str, Any, str, str | None]:
+        """``(format, bytes, digest, inline JSON text or None)`` of ``value``, nothing written:
+        for callers that weigh the bytes before writing them (debug data under a size cap)."""
         text = _json_text(value)
         if text is not None:
             data = text.encode()
-            digest = hashlib.sha256(data).hexdigest()
-            path = self._place(data, "json", digest, name)
-            return ResultRef("json", path, digest, text if len(data) <= INLINE_LIMIT else None)
+            return "json", data, hashlib.sha256(data).hexdigest(), text if len(data) <= INLINE_LIMIT else None
         if _is_dataframe(value):
             from nbflow.store.parquet import frame_to_parquet
 
             data, why_not = frame_to_parquet(value)
             if data is not None:
-                digest = hashlib.sha256(data).hexdigest()
-                return ResultRef("parquet", self._place(data, "parquet", digest, name), digest)
+                return "parquet", data, hashlib.sha256(data).hexdigest(), None
             logger.debug("Pickling a DataFrame instead of writing Parquet: %s", why_not)
         data = _pickle(value)
-        digest = self._sign(data)
-        return ResultRef("pickle", self._place(data, "pickle", digest, name), digest)
+        return "pickle", data, self._sign(data), None
+
+    def place(self, data: Any, fmt: str, digest: str, name: str) -> str:
+        """Write bytes made by ``encode`` to the file ``name`` (plus the format's suffix)."""
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"Result name {name!r} is not a plain file name: use letters, digits, '.', '_', '-'.")
+        return self._place(data, fmt, digest, name)
 
     def read(self, ref: ResultRef) -> Any:
         """The value ``ref`` points to, after checking its digest (its signature, for a
@@ -157,9 +165,13 @@ class ResultStore:
                 f"recomputed.")
 
     def _sign(self, data: bytes) -> str:
+        return self.sign(data, _PICKLE_DOMAIN)
+
+    def sign(self, data: bytes, domain: bytes) -> str:
+        """Hex HMAC-SHA256 of ``data`` under the home's key, for one ``domain`` (a purpose)."""
         if self._key is None:
             self._key = load_or_create_key(self.key_path)
-        signature = hmac.new(self._key, _PICKLE_DOMAIN, hashlib.sha256)
+        signature = hmac.new(self._key, domain, hashlib.sha256)
         signature.update(data)
         return signature.hexdigest()
 

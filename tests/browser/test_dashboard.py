@@ -12,7 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -315,6 +318,32 @@ def test_failed_notebook_run_shows_the_failing_cell_and_the_output_notebook(page
     status, again = dash.request("GET", f"flow_runs/{retried}")
     assert status == 200 and again["deployment_id"] == dash.deployments["exploding"]
     dash.request("POST", f"flow_runs/{retried}/cancel")  # no need to run it
+
+
+def test_debug_in_a_notebook_downloads_the_notebook_of_a_failed_task(page: Any, dash: Dashboard) -> None:
+    code = ("import nbflow\nfrom nbflow import flow, task\n@task\ndef divide(a: int, b: int) -> float:\n"
+            "    return a / b\n@flow\ndef dash_divides() -> None:\n    divide(1, 0)\n"
+            "dash_divides(return_state=True)\nnbflow.flush()\n")
+    done = subprocess.run([sys.executable, "-c", code], env=dash.server.client_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = dash.request("GET", "flow_runs?flow_name=dash-divides")[1][0]["id"]
+    open_dashboard(page, dash, f"#/runs/{run_id}")
+    expect(page.get_by_test_id("run-detail").get_by_test_id("run-state")).to_have_text("Failed")
+    expect(page.get_by_test_id("retry-failed-button")).to_be_hidden()  # not a deployment run
+    with page.expect_download(timeout=UI_MS) as download:
+        page.get_by_test_id("debug-button").click()
+    assert download.value.suggested_filename == f"debug-{run_id[:8]}.ipynb"
+    notebook = json.loads(Path(download.value.path()).read_text())
+    assert notebook["cells"][1]["source"].startswith("%load_ext nbflow\n%nbflow debug ")
+    assert notebook["cells"][-1]["source"] == "result = divide(a=a, b=b)\nresult"
+    expect(page.locator(".action-note")).to_contain_text(f"Downloaded debug-{run_id[:8]}.ipynb")
+
+    # a notebook run that failed outside any %%task cell kept nothing: the button says so
+    open_dashboard(page, dash, f"#/runs/{dash.runs['failed_notebook']}")
+    expect(page.get_by_test_id("retry-failed-button")).to_be_visible()
+    page.get_by_test_id("debug-button").click()
+    expect(page.locator(".action-note")).to_contain_text("No debug notebook: No failed task run")
 
 
 def test_failed_flow_run_escapes_its_message(page: Any, dash: Dashboard) -> None:

@@ -1,7 +1,8 @@
 // "#/runs/<id>": one flow run, live. Its header (state, times, parameters, message, where it
 // ran), state history, run graph and timeline, task runs, logs and, for notebook deployments, the
 // executed output notebook. Polled every 1.5 s until the run is final; the charts are redrawn only
-// when the graph changed. Cancel and Retry are the API's cancel and "start a deployment run" calls.
+// when the graph changed. Cancel and Retry are the API's cancel and "start a deployment run" calls;
+// "Debug in a notebook" downloads the notebook that brings a failed task run's inputs back.
 
 import { ApiError, apiUrl, get, getText, poll, post } from "./api.js";
 import {
@@ -16,6 +17,8 @@ const POLL_MS = 1500;
 const SETTLE_POLLS = 3;
 const CANCELLABLE = new Set(["Scheduled", "Pending", "Running"]);
 const BAD_STATES = new Set(["Failed", "Crashed", "TimedOut"]);
+/** states whose failed task runs may have kept their inputs. */
+const DEBUGGABLE = new Set(["Failed", "TimedOut"]);
 const CANCEL_REQUESTED = "Cancel requested: the worker is stopping the run.";
 const RUN_ID = /^[0-9a-fA-F]{4,64}$/;
 /** what an output notebook may load: nothing but inline styles and data: images and fonts. */
@@ -69,6 +72,11 @@ export function mountRunDetail(root, { params }) {
   const stateBadge = badge("Pending", { "data-testid": "run-state" });
   const cancel = h("button", { type: "button", class: "danger", "data-testid": "cancel-button", hidden: true }, "Cancel");
   const retry = h("button", { type: "button", "data-testid": "retry-button", hidden: true }, "Retry");
+  const retryFailed = h("button", { type: "button", "data-testid": "retry-failed-button", hidden: true,
+    title: "Run again from the failed task, with what it saw restored instead of recomputed" }, "Retry from failed");
+  const debugButton = h("button", { type: "button", "data-testid": "debug-button", hidden: true,
+    title: "Download a notebook that restores what the failed task saw and holds its failing code" },
+  "Debug in a notebook");
   const actionNote = h("span", { class: "action-note", role: "status" });
   const factsEl = h("dl", { class: "facts" });
   const message = h("div", { class: "message", "data-testid": "run-message", hidden: true });
@@ -96,7 +104,7 @@ export function mountRunDetail(root, { params }) {
     }
     const page = h("section", { class: "run-detail", "data-testid": "run-detail", "data-run-id": run.id },
       h("p", null, h("a", { href: "#/runs" }, "‹ Flow runs")),
-      h("div", { class: "run-head" }, title, idText, stateBadge, h("span", { class: "spacer" }), actionNote, cancel, retry),
+      h("div", { class: "run-head" }, title, idText, stateBadge, h("span", { class: "spacer" }), actionNote, debugButton, cancel, retryFailed, retry),
       factsEl,
       message,
       h("h2", null, "Parameters"), parametersEl,
@@ -194,6 +202,8 @@ export function mountRunDetail(root, { params }) {
     cancel.disabled = Boolean(run.cancel_requested);
     setText(cancel, run.cancel_requested ? "Cancelling…" : "Cancel");
     retry.hidden = !(isDeploymentRun && FINAL_STATES.has(run.state));
+    debugButton.hidden = !DEBUGGABLE.has(run.state);
+    retryFailed.hidden = !(isDeploymentRun && DEBUGGABLE.has(run.state));
     if (FINAL_STATES.has(run.state) && actionNote.textContent === CANCEL_REQUESTED) setText(actionNote, "");
   }
 
@@ -376,6 +386,35 @@ export function mountRunDetail(root, { params }) {
     }
     settle = SETTLE_POLLS;
     detailPoll.refresh();
+  });
+
+  debugButton.addEventListener("click", async () => {
+    debugButton.disabled = true;
+    setText(actionNote, "");
+    try {
+      const notebook = await getText(`flow_runs/${run.id}/debug_notebook`);
+      const link = h("a", { href: URL.createObjectURL(new Blob([notebook.text], { type: "application/x-ipynb+json" })),
+        download: `debug-${shortId(run.id)}.ipynb` });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setText(actionNote, `Downloaded debug-${shortId(run.id)}.ipynb: open it in Jupyter and run it.`);
+    } catch (exc) {
+      setText(actionNote, `No debug notebook: ${exc.message}`);
+    }
+    debugButton.disabled = false;
+  });
+
+  retryFailed.addEventListener("click", async () => {
+    retryFailed.disabled = true;
+    setText(actionNote, "");
+    try {
+      const again = await post(`flow_runs/${run.id}/retry`, { from_failed: true });
+      window.location.hash = runHref(again.id);
+    } catch (exc) {
+      setText(actionNote, `Could not retry from the failed task: ${exc.message}`);
+    }
+    retryFailed.disabled = false;
   });
 
   retry.addEventListener("click", async () => {

@@ -1,0 +1,57 @@
+"""`GET flow_runs/{id}/debug` and `.../debug_notebook`: a failed run's debug data, and the notebook
+that brings it back (the dashboard's "Debug in a notebook" button downloads it); `POST .../retry`:
+a new run of its deployment, optionally resuming at the failed task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from nbflow.debugging.debug_notebook import notebook_text
+from nbflow.debugging.failed_runs import summary
+from nbflow.deployments.retries import retry_run
+from nbflow.server.errors import bad_request, not_found
+from nbflow.server.handlers import NbflowHandler, Reply, api
+from nbflow.store import debug_files
+
+
+def _manifest(run_id: str, task_name: str | None) -> dict[str, Any]:
+    if task_name is not None and not task_name.strip():
+        raise bad_request("task_name is empty; give the name of a failed task run, or leave it out.", "task_name")
+    manifests = debug_files.find(run_id)
+    if task_name:
+        manifests = [m for m in manifests if m["task_name"] == task_name]
+    if not manifests:
+        named = f" named {task_name!r}" if task_name else ""
+        raise not_found(f"No failed task run{named} of run {run_id} kept debug data: it did not fail in a task, "
+                        "keeping was off (NBFLOW_KEEP_FAILED_INPUTS=0, keep_failed_inputs=False, %%task --no-keep), "
+                        "or the data was pruned (NBFLOW_FAILED_INPUTS_DAYS).")
+    return manifests[0]
+
+
+class DebugHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> dict:
+        return summary(_manifest(run_id, self.arguments().get("task_name")))
+
+
+class DebugNotebookHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def get(self, run_id: str) -> Reply:
+        manifest = _manifest(run_id, self.arguments().get("task_name"))
+        name = f"debug-{manifest['task_run_id'][:8]}.ipynb"
+        return Reply(notebook_text(manifest), "application/x-ipynb+json; charset=utf-8",
+                     (("Content-Disposition", f'attachment; filename="{name}"'),))
+
+
+class RetryHandler(NbflowHandler):
+    @web.authenticated
+    @api
+    def post(self, run_id: str) -> dict:
+        body = self.json_object()
+        run = retry_run(self.store, run_id, bool(body.get("from_failed", False)))
+        self.set_status(201)
+        return run
