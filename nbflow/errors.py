@@ -23,6 +23,10 @@ class ParameterTypeError(NbflowError, TypeError):
         self.parameter = parameter
 
 
+class ConfigurationError(NbflowError, ValueError):
+    """Options that cannot work together (e.g. SERIALIZABLE caching without a lock manager)."""
+
+
 class FingerprintError(NbflowError, TypeError):
     """A value cannot be fingerprinted, so no cache key can be computed from it."""
 

@@ -19,7 +19,7 @@ class FlowRunContext:
     """The flow run being executed, with what its tasks share."""
 
     __slots__ = ("flow", "flow_run", "task_runner", "futures", "results", "log_prints",
-                 "parent", "is_async", "_own_runner", "return_value")
+                 "parent", "is_async", "_own_runner", "return_value", "persist_result")
 
     def __init__(self, flow: Any, flow_run: "FlowRun", *, task_runner: Any, log_prints: bool,
                  parent: "FlowRunContext | None", is_async: bool) -> None:
@@ -37,6 +37,10 @@ class FlowRunContext:
         self._own_runner = False
         #: what the flow's body returned, futures replaced by their states (NOT_SET until then).
         self.return_value: Any = NOT_SET
+        #: whether its tasks persist results unless they say otherwise: the flow's persist_result,
+        #: else its parent flow's, else False (Prefect's default).
+        own = getattr(flow, "persist_result", None)
+        self.persist_result: bool = own if own is not None else (parent.persist_result if parent else False)
 
     @property
     def flow_run_id(self) -> str:
@@ -66,6 +70,18 @@ class TaskRunContext:
         #: argument name -> cache key of the upstream run that produced it (for INPUTS when a
         #: value has no fingerprint of its own).
         self.upstream_cache_keys: dict[str, str] = {}
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> "TaskRunContext":
+        """A context with just the given fields (others None), as Prefect's pydantic contexts
+        allow: for calling cache policies and cache_key_fn outside a run."""
+        ctx = cls.__new__(cls)
+        for name in cls.__slots__:
+            object.__setattr__(ctx, name, None)
+        ctx.upstream_cache_keys = {}
+        for name, value in fields.items():
+            setattr(ctx, name, value)
+        return ctx
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def run_cell(shell: Any, source: str, options: CellOptions,
                     cache_policy=policy if options.cache else None,
                     cache_expiration=options.cache_expiration)
     task.task_key = f"cell:{name}"
-    task.result_storage = CellResultStorage(caching.result_store())
+    task.result_store = CellResultStorage(caching.result_store())
 
     context = flow_context or session.context
     token = flow_run_context.set(context)

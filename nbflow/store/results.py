@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import lzma
 import math
 import os
 import re
@@ -29,11 +30,15 @@ from typing import Any
 from nbflow import settings
 from nbflow.errors import ResultIntegrityError, SerializationError
 from nbflow.store.files import atomic_write
+from nbflow.store.serializers import standard_format
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("json", "parquet", "pickle")
-_SUFFIX = {"json": ".json", "parquet": ".parquet", "pickle": ".pkl"}
+FORMATS = ("json", "parquet", "pickle", "compressed/json", "compressed/pickle", "custom")
+_SUFFIX = {"json": ".json", "parquet": ".parquet", "pickle": ".pkl", "compressed/json": ".json.xz",
+           "compressed/pickle": ".pkl.xz", "custom": ".bin"}
+#: Formats whose loading can run code: their bytes are signed (HMAC), not just checksummed.
+_SIGNED = frozenset({"pickle", "compressed/pickle", "custom"})
 #: JSON texts up to this size also travel inside their ResultRef.
 INLINE_LIMIT = 1024
 #: Signed along with each pickle, so a signature made for something else never verifies one.
@@ -80,19 +85,27 @@ class ResultStore:
         self.key_path = Path(key_path) if key_path is not None else settings.home() / "hmac.key"
         self._key: bytes | None = None
 
-    def write(self, value: Any, name: str | None = None) -> ResultRef:
+    def write(self, value: Any, name: str | None = None, *, serializer: Any = None,
+              path: str | None = None) -> ResultRef:
         """Persist ``value`` and return its ref; ``name`` (letters, digits, ``._-``) fixes
-        the file's name, else the file is named by its digest.
+        the file's name, ``path`` (relative, ``/`` allowed) its exact place under the root,
+        else the file is named by its digest. ``serializer`` (see ``nbflow.store.serializers``)
+        overrides the format chosen per value.
 
-        Raises SerializationError when the value cannot be pickled.
+        Raises SerializationError when the value cannot be serialized.
         """
         if name is not None and not _NAME.fullmatch(name):
             raise ValueError(f"Result name {name!r} is not a plain file name: use letters, digits, '.', '_', '-'.")
+        exact = path is not None
+        if exact:
+            name = self._relative(path)
+        if serializer is not None:
+            return self._write_serialized(value, serializer, name, exact=exact)
         text = _json_text(value)
         if text is not None:
             data = text.encode()
             digest = hashlib.sha256(data).hexdigest()
-            path = self._place(data, "json", digest, name)
+            path = self._place(data, "json", digest, name, exact=exact)
             return ResultRef("json", path, digest, text if len(data) <= INLINE_LIMIT else None)
         if _is_dataframe(value):
             from nbflow.store.parquet import frame_to_parquet
@@ -100,19 +113,48 @@ class ResultStore:
             data, why_not = frame_to_parquet(value)
             if data is not None:
                 digest = hashlib.sha256(data).hexdigest()
-                return ResultRef("parquet", self._place(data, "parquet", digest, name), digest)
+                return ResultRef("parquet", self._place(data, "parquet", digest, name, exact=exact), digest)
             logger.debug("Pickling a DataFrame instead of writing Parquet: %s", why_not)
         data = _pickle(value)
         digest = self._sign(data)
-        return ResultRef("pickle", self._place(data, "pickle", digest, name), digest)
+        return ResultRef("pickle", self._place(data, "pickle", digest, name, exact=exact), digest)
 
-    def read(self, ref: ResultRef) -> Any:
+    def _write_serialized(self, value: Any, serializer: Any, name: str | None, exact: bool) -> ResultRef:
+        fmt = standard_format(serializer) or "custom"
+        try:
+            data = serializer.dumps(value)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"The result serializer {serializer!r} could not serialize a result of type "
+                f"{type(value).__module__}.{type(value).__qualname__}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise SerializationError(f"The result serializer {serializer!r} returned {type(data).__name__}, "
+                                     "not bytes: its dumps() must return bytes.")
+        data = bytes(data)
+        digest = self._sign(data) if fmt in _SIGNED else hashlib.sha256(data).hexdigest()
+        inline = data.decode() if fmt == "json" and len(data) <= INLINE_LIMIT and _is_utf8(data) else None
+        return ResultRef(fmt, self._place(data, fmt, digest, name, exact=exact), digest, inline)
+
+    def _relative(self, path: str) -> str:
+        """``path`` checked to stay under the root: relative, no ``..``, no empty parts."""
+        parts = path.replace("\\", "/").split("/")
+        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"Result storage key {path!r} must be a relative path inside the result "
+                             "storage (no leading '/', no '..' or empty parts), e.g. 'reports/{parameters[day]}.pkl'.")
+        return "/".join(parts)
+
+    def read(self, ref: ResultRef, serializer: Any = None) -> Any:
         """The value ``ref`` points to, after checking its digest (its signature, for a
-        pickle, before unpickling). Raises ResultIntegrityError when the check fails or the
-        file is missing."""
+        pickle, before unpickling). A "custom" result needs the ``serializer`` that wrote
+        it. Raises ResultIntegrityError when the check fails or the file is missing."""
         if ref.format not in FORMATS:
             raise ResultIntegrityError(f"Result {ref.path} has an unknown format {ref.format!r}; "
                                        f"it will not be loaded, and the task will be recomputed.")
+        if ref.format == "custom" and serializer is None:
+            raise ResultIntegrityError(f"Result {ref.path} was written by a custom result serializer, "
+                                       "which this read was not given; it will not be loaded.")
         if ref.format == "json" and ref.inline is not None:
             data = ref.inline.encode()
             self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its inline JSON copy")
@@ -124,7 +166,7 @@ class ResultStore:
             raise ResultIntegrityError(
                 f"Result file {ref.path} is missing (it was deleted after it was written); it will "
                 f"not be loaded, and the task will be recomputed.") from None
-        if ref.format == "pickle":
+        if ref.format in _SIGNED:
             self._verify(ref, self._sign(data), "HMAC signature of its bytes")
         else:
             self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its bytes")
@@ -135,6 +177,12 @@ class ResultStore:
                 from nbflow.store.parquet import parquet_to_frame
 
                 return parquet_to_frame(data)
+            if ref.format == "custom":
+                return serializer.loads(data)
+            if ref.format.startswith("compressed/"):
+                data = lzma.decompress(data)
+                if ref.format == "compressed/json":
+                    return json.loads(data)
             import cloudpickle
 
             return cloudpickle.loads(data)
@@ -143,9 +191,12 @@ class ResultStore:
                 f"Result file {ref.path} passed its check but could not be loaded "
                 f"({type(exc).__name__}: {exc}); the task will be recomputed.") from exc
 
-    def _place(self, data: bytes, fmt: str, digest: str, name: str | None) -> str:
+    def _place(self, data: bytes, fmt: str, digest: str, name: str | None, *, exact: bool = False) -> str:
         """Write ``data`` atomically to its file and return the absolute path."""
-        path = self.root / (name + _SUFFIX[fmt] if name else f"{digest[:2]}/{digest}{_SUFFIX[fmt]}")
+        if exact and name:
+            path = self.root / name
+        else:
+            path = self.root / (name + _SUFFIX[fmt] if name else f"{digest[:2]}/{digest}{_SUFFIX[fmt]}")
         atomic_write(path, data)
         return str(path)
 
@@ -207,6 +258,14 @@ def _pickle(value: Any) -> bytes:
             f"data, a DataFrame, an object without open files, locks or connections), or set "
             f"persist_result=False on the task (its result is then neither stored nor cached)."
         ) from None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_dataframe(value: Any) -> bool:
