@@ -174,7 +174,7 @@ def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
             # Prefect's rule: the run still completes, only its result is not kept
             task_run_logger(run).warning(
                 "Encountered an error while serializing result for task '%s': %s Code execution will "
-                "continue, but the result will not be persisted or cached.", task.name, exc)
+                "continue; the result is not persisted, so it is not cached.", task.name, exc)
         except OSError as exc:
             where = getattr(caching.storage_for(task, flow_ctx), "root", "the result storage")
             exc = ResultStorageError(
