@@ -181,12 +181,15 @@ class Inputs(CachePolicy):
         try:
             return fingerprint_arguments(inputs, known=getattr(task_ctx, "upstream_cache_keys", None))
         except FingerprintError as exc:
+            name = getattr(exc, "argument", "name")
             raise FingerprintError(
-                f"{exc}\n\nThis often occurs when task inputs contain objects that cannot be cached "
-                "like locks, file handles, or other system resources.\n\nTo resolve this, you can:\n"
+                f"{getattr(exc, 'what', exc)}\n\nThis often occurs when task inputs contain objects that "
+                "cannot be cached like locks, file handles, or other system resources.\n\n"
+                "To resolve this, you can:\n"
                 "  1. Exclude these arguments by defining a custom `cache_key_fn`\n"
                 "  2. Disable caching by passing `cache_policy=NO_CACHE`\n"
-                "  3. Leave the argument out of the key: `cache_policy=DEFAULT - 'name'`") from None
+                f"  3. Leave the argument out of the key: `cache_policy=DEFAULT - {name!r}` "
+                f"(or INPUTS - {name!r})") from None
 
     def __sub__(self, name: str) -> Inputs:
         _check_argument_name(name)

@@ -182,9 +182,10 @@ def lookup(task: Any, run: TaskRun, key: str, flow_ctx: FlowRunContext | None) -
 
 
 def persist(task: Any, run: TaskRun, value: Any, key: str | None, ctx: TaskRunContext,
-            flow_ctx: FlowRunContext | None) -> Any:
-    """Write the result to result storage and, with a key, add it to the cache index; returns
-    a reader of the stored result (for cache_result_in_memory=False)."""
+            flow_ctx: FlowRunContext | None, parent: TaskRunContext | None = None) -> Any:
+    """Write the result to result storage and, with a key, add it to the cache index (once the
+    enclosing task run `parent`, if any, completes); returns a reader of the stored result
+    (for cache_result_in_memory=False)."""
     store = storage_for(task, flow_ctx)
     serializer = serializer_for(task, flow_ctx)
     options: dict[str, Any] = {}
@@ -200,10 +201,46 @@ def persist(task: Any, run: TaskRun, value: Any, key: str | None, ctx: TaskRunCo
         if task.cache_expiration is not None:
             expires = time.time() + task.cache_expiration.total_seconds()
             run.cache_expiration = expires
-        entry = index_for(task).put(key, ref, task_name=task.name, task_run_id=run.id, expires=expires)
-        recorder.cache_entry(key, task.name, run.id, ref.format, ref.path, entry.created, expires)
+        index = index_for(task)
+
+        def commit() -> None:
+            entry = index.put(key, ref, task_name=task.name, task_run_id=run.id, expires=expires)
+            recorder.cache_entry(key, task.name, run.id, ref.format, ref.path, entry.created, expires)
+
+        if parent is None or not defer_commit(parent, [commit]):
+            commit()
     read_options = {"serializer": serializer} if ref.format == "custom" else {}
     return lambda: store.read(ref, **read_options)
+
+
+_CLOSED = ()
+_commit_lock = threading.Lock()
+
+
+def defer_commit(parent: TaskRunContext, commits: list[Any]) -> bool:
+    """Hold `commits` until the task run of `parent` completes; False if it already ended."""
+    with _commit_lock:
+        pending = parent.pending_commits
+        if pending is _CLOSED:
+            return False
+        if pending is None:
+            parent.pending_commits = pending = []
+        pending.extend(commits)
+    return True
+
+
+def settle_commits(ctx: TaskRunContext, parent: TaskRunContext | None, completed: bool) -> None:
+    """The task run of `ctx` ended: write the cache entries of the runs nested in it if it
+    completed (through its own parent, if nested too), else drop them."""
+    with _commit_lock:
+        pending = ctx.pending_commits
+        ctx.pending_commits = _CLOSED
+    if not pending or not completed:
+        return
+    if parent is not None and defer_commit(parent, pending):
+        return
+    for commit in pending:
+        commit()
 
 
 def _serializer_kw(task: Any, flow_ctx: FlowRunContext | None, fmt: str) -> dict[str, Any]:

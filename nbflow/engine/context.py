@@ -56,7 +56,7 @@ class TaskRunContext:
     """The task run being executed: passed to cache_key_fn and cache policies."""
 
     __slots__ = ("task", "task_run", "flow_run_id", "_parameters", "_inputs", "log_prints",
-                 "upstream_cache_keys")
+                 "upstream_cache_keys", "pending_commits")
 
     def __init__(self, task: Any, task_run: "TaskRun", parameters: dict[str, Any] | None,
                  log_prints: bool, inputs: Any = None) -> None:
@@ -70,6 +70,9 @@ class TaskRunContext:
         #: argument name -> cache key of the upstream run that produced it (for INPUTS when a
         #: value has no fingerprint of its own).
         self.upstream_cache_keys: dict[str, str] = {}
+        #: cache entries of task runs nested in this one, written when it completes (Prefect's
+        #: lazy commit: an outer task that fails leaves no cache entries of its inner tasks).
+        self.pending_commits: Any = None
 
     @classmethod
     def model_construct(cls, **fields: Any) -> "TaskRunContext":

@@ -104,12 +104,15 @@ def _error(exc: Exception, name: str, fix: str | None) -> FingerprintError:
                   f"that pickle accepts)")
     if isinstance(exc, _Unfingerprintable):
         where = name + "".join(reversed(exc.path))
-        return FingerprintError(
-            f"Cannot fingerprint {where} = {exc.value_repr} (a {exc.value_type}): {exc.reason}, "
-            f"so no cache key can be computed from it. To fix it: {fix}.")
-    return FingerprintError(
-        f"Cannot fingerprint {name}: it is nested deeper than Python's recursion limit (or refers "
-        f"to itself in a way that cannot be followed). To fix it: {fix}.")
+        what = (f"Cannot fingerprint {where} = {exc.value_repr} (a {exc.value_type}): {exc.reason}, "
+                f"so no cache key can be computed from it.")
+    else:
+        what = (f"Cannot fingerprint {name}: it is nested deeper than Python's recursion limit (or refers "
+                f"to itself in a way that cannot be followed).")
+    error = FingerprintError(f"{what} To fix it: {fix}.")
+    #: what went wrong without the advice, and the argument it concerns (for callers that advise)
+    error.what, error.argument = what, name
+    return error
 
 
 def _encode(value: Any, buf: bytearray) -> None:

@@ -38,6 +38,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
         return handle_upstream_failure(task, run, inputs)
     log_prints = task.log_prints if task.log_prints is not None else bool(flow_ctx and flow_ctx.log_prints)
     ctx = TaskRunContext(task, run, None, log_prints, inputs)
+    parent = task_run_context.get()
     persist = task.persist_result
     if persist is None:
         persist = flow_ctx.persist_result if flow_ctx is not None else False
@@ -95,7 +96,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
                             yield Sleep(delay)
                         continue
                     return handle_returned_state(task, run, value, flow_ctx)
-                return handle_success(task, run, value, cache_key, flow_ctx, persist, ctx)
+                return handle_success(task, run, value, cache_key, flow_ctx, persist, ctx, parent)
             if not isinstance(value, Exception):
                 return handle_crash(task, run, value)
             if should_retry(task, run, value):
@@ -110,6 +111,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
         task_run_context.reset(token)
         if lock is not None:
             _release(lock, cache_key, run)
+        caching.settle_commits(ctx, parent, run.state is not None and run.state.is_completed())
 
 
 def name_run(task: Any, run: TaskRun, ctx: TaskRunContext) -> None:
@@ -163,11 +165,12 @@ def handle_returned_state(task: Any, run: TaskRun, value: Any, flow_ctx: FlowRun
 
 
 def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
-                   flow_ctx: FlowRunContext | None, persist: bool = False, ctx: Any = None) -> State:
+                   flow_ctx: FlowRunContext | None, persist: bool = False, ctx: Any = None,
+                   parent: TaskRunContext | None = None) -> State:
     data = value
     if persist:
         try:
-            reader = caching.persist(task, run, value, cache_key, ctx, flow_ctx)
+            reader = caching.persist(task, run, value, cache_key, ctx, flow_ctx, parent)
             if not task.cache_result_in_memory:
                 data = StoredResult(reader)
         except SerializationError as exc:

@@ -145,7 +145,8 @@ def test_excluding_an_input() -> None:
 # -- errors and fallbacks ------------------------------------------------------------------
 
 def test_inputs_without_content_raise_fingerprint_error_naming_the_argument() -> None:
-    with pytest.raises(FingerprintError, match=r"conn = .*_thread\.lock.*INPUTS - 'conn'"):
+    with pytest.raises(FingerprintError, match=r"(?s)conn = .*_thread\.lock.*cache_policy=NO_CACHE.*"
+                                               r"DEFAULT - 'conn'"):
         key(INPUTS, inputs={"x": 1, "conn": threading.Lock()})
     assert key(INPUTS - "conn", inputs={"x": 1, "conn": threading.Lock()}) is not None
 
