@@ -132,8 +132,10 @@ def resolve_serializer(value: Any) -> Serializer:
             return PickleSerializer()
         if value == "json":
             return JSONSerializer()
-        if value.startswith("compressed/") and value[len("compressed/"):] in ("pickle", "json"):
-            return CompressedSerializer(value[len("compressed/"):])
+        if value == "compressed/pickle":
+            return CompressedPickleSerializer()
+        if value == "compressed/json":
+            return CompressedJSONSerializer()
         raise ValueError(f"Unknown result_serializer {value!r}: use one of {', '.join(map(repr, NAMES))}, "
                          "or an object with dumps(value) -> bytes and loads(bytes) -> value.")
     if isinstance(value, Serializer) or (callable(getattr(value, "dumps", None))
