@@ -213,7 +213,8 @@ def persist(task: Any, run: TaskRun, value: Any, key: str | None, ctx: TaskRunCo
     return lambda: store.read(ref, **read_options)
 
 
-_CLOSED = ()
+#: a task run context's pending_commits once its run has ended: nested runs then commit directly.
+CLOSED: tuple = ()
 _commit_lock = threading.Lock()
 
 
@@ -221,7 +222,7 @@ def defer_commit(parent: TaskRunContext, commits: list[Any]) -> bool:
     """Hold `commits` until the task run of `parent` completes; False if it already ended."""
     with _commit_lock:
         pending = parent.pending_commits
-        if pending is _CLOSED:
+        if pending is CLOSED:
             return False
         if pending is None:
             parent.pending_commits = pending = []
@@ -229,13 +230,15 @@ def defer_commit(parent: TaskRunContext, commits: list[Any]) -> bool:
     return True
 
 
-def settle_commits(ctx: TaskRunContext, parent: TaskRunContext | None, completed: bool) -> None:
-    """The task run of `ctx` ended: write the cache entries of the runs nested in it if it
-    completed (through its own parent, if nested too), else drop them."""
-    with _commit_lock:
-        pending = ctx.pending_commits
-        ctx.pending_commits = _CLOSED
-    if not pending or not completed:
+def settle_commits(pending: list[Any], parent: TaskRunContext | None, completed: bool) -> None:
+    """A task run ended with the cache entries of runs nested in it `pending`: write them if it
+    completed (through its own parent, if nested too), else drop them.
+
+    The run marks its context CLOSED without the lock (the hot path): a nested run finishing in
+    another thread at that very moment may lose its entry, which costs a recomputation later,
+    never a false hit.
+    """
+    if not completed:
         return
     if parent is not None and defer_commit(parent, pending):
         return

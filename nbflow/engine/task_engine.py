@@ -44,28 +44,13 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
         persist = flow_ctx.persist_result if flow_ctx is not None else False
     cache_key = lock = None
     if persist:  # Prefect's rule: without persisted results, no key is computed, nothing is cached
-        ctx.parameters = task.bind(inputs.args, inputs.kwargs)
-        if flow_ctx is not None and flow_ctx.results:
-            ctx.upstream_cache_keys = _upstream_cache_keys(ctx.parameters, flow_ctx.results)
         try:
-            cache_key = caching.compute_key(task, ctx, flow_ctx)
+            cache_key, lock, hit = look_up_cache(task, run, ctx, inputs, flow_ctx)
         except TaskDefinitionError as exc:
             run.error = f"{type(exc).__name__}: {exc}"
             return _finish(task, run, "Failed", str(exc), exception=exc)
-        run.cache_key = cache_key
-        if cache_key is not None:
-            lock = caching.lock_for(task)
-            if lock is not None:
-                lock.acquire_lock(cache_key, holder=run.id)
-            if not task.refresh_cache:
-                try:
-                    hit = caching.lookup(task, run, cache_key, flow_ctx)
-                except BaseException:
-                    _release(lock, cache_key, run)
-                    raise
-                if hit is not caching.MISS:
-                    _release(lock, cache_key, run)
-                    return handle_cache_hit(task, run, hit, flow_ctx)
+        if hit is not caching.MISS:
+            return handle_cache_hit(task, run, hit, flow_ctx)
 
     try:
         running = enter_task_state(run, "Running")
@@ -111,7 +96,34 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
         task_run_context.reset(token)
         if lock is not None:
             _release(lock, cache_key, run)
-        caching.settle_commits(ctx, parent, run.state is not None and run.state.is_completed())
+        pending = ctx.pending_commits
+        ctx.pending_commits = caching.CLOSED
+        if pending:
+            caching.settle_commits(pending, parent, run.state is not None and run.state.is_completed())
+
+
+def look_up_cache(task: Any, run: TaskRun, ctx: TaskRunContext, inputs: Inputs,
+                  flow_ctx: FlowRunContext | None) -> tuple[str | None, Any, Any]:
+    """(cache key, the lock held on it or None, the cached value or MISS) of a persisting run."""
+    ctx.parameters = task.bind(inputs.args, inputs.kwargs)
+    if flow_ctx is not None and flow_ctx.results:
+        ctx.upstream_cache_keys = _upstream_cache_keys(ctx.parameters, flow_ctx.results)
+    cache_key = run.cache_key = caching.compute_key(task, ctx, flow_ctx)
+    if cache_key is None:
+        return None, None, caching.MISS
+    lock = caching.lock_for(task)
+    if lock is not None:
+        lock.acquire_lock(cache_key, holder=run.id)
+    if task.refresh_cache:
+        return cache_key, lock, caching.MISS
+    try:
+        hit = caching.lookup(task, run, cache_key, flow_ctx)
+    except BaseException:
+        _release(lock, cache_key, run)
+        raise
+    if hit is not caching.MISS:
+        _release(lock, cache_key, run)
+    return cache_key, lock, hit
 
 
 def name_run(task: Any, run: TaskRun, ctx: TaskRunContext) -> None:
