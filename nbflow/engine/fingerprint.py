@@ -433,13 +433,20 @@ def _register_lazy_handlers() -> bool:
     """Register numpy/pandas handlers once their modules are imported; True if any was added."""
     added = False
     for library in ("numpy", "pandas"):  # pandas' handlers use numpy's
-        if library not in _lazy_done and library in sys.modules:
+        if library not in _lazy_done and _imported(library):
             from nbflow.engine import fingerprint_arrays
 
             getattr(fingerprint_arrays, f"register_{library}")(_kit)
             _lazy_done.add(library)
             added = True
     return added
+
+
+def _imported(name: str) -> bool:
+    """True once module ``name`` has finished importing (another thread, such as the store's
+    writer, may be halfway through importing pandas: its classes do not exist yet)."""
+    module = sys.modules.get(name)
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
 
 
 _encode_dispatch = functools.singledispatch(_encode_object)

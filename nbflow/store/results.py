@@ -270,7 +270,9 @@ def _is_utf8(data: bytes) -> bool:
 
 def _is_dataframe(value: Any) -> bool:
     pandas = sys.modules.get("pandas")  # a DataFrame can exist only if pandas is imported
-    return pandas is not None and isinstance(value, pandas.DataFrame)
+    # (another thread may be halfway through importing it: no DataFrame class yet)
+    frame = getattr(pandas, "DataFrame", None) if pandas is not None else None
+    return frame is not None and isinstance(value, frame)
 
 
 def _json_text(value: Any) -> str | None:
