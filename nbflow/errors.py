@@ -54,6 +54,10 @@ class ParameterBindError(NbflowError, TypeError):
                    f"'{signature}' but received args: {call_args} and kwargs: {list(call_kwargs)}.")
 
 
+class ConfigurationError(NbflowError, ValueError):
+    """Options that cannot work together (e.g. SERIALIZABLE caching without a lock manager)."""
+
+
 class FingerprintError(NbflowError, TypeError):
     """A value cannot be fingerprinted, so no cache key can be computed from it."""
 

@@ -19,7 +19,7 @@ class FlowRunContext:
     """The flow run being executed, with what its tasks share."""
 
     __slots__ = ("flow", "flow_run", "task_runner", "futures", "results", "log_prints",
-                 "parent", "is_async", "_own_runner", "return_value")
+                 "parent", "is_async", "_own_runner", "return_value", "persist_result")
 
     def __init__(self, flow: Any, flow_run: "FlowRun", *, task_runner: Any, log_prints: bool,
                  parent: "FlowRunContext | None", is_async: bool) -> None:
@@ -37,6 +37,10 @@ class FlowRunContext:
         self._own_runner = False
         #: what the flow's body returned, futures replaced by their states (NOT_SET until then).
         self.return_value: Any = NOT_SET
+        #: whether its tasks persist results unless they say otherwise: the flow's persist_result,
+        #: else its parent flow's, else False (Prefect's default).
+        own = getattr(flow, "persist_result", None)
+        self.persist_result: bool = own if own is not None else (parent.persist_result if parent else False)
 
     @property
     def flow_run_id(self) -> str:
@@ -52,7 +56,7 @@ class TaskRunContext:
     """The task run being executed: passed to cache_key_fn and cache policies."""
 
     __slots__ = ("task", "task_run", "flow_run_id", "_parameters", "_inputs", "log_prints",
-                 "upstream_cache_keys")
+                 "upstream_cache_keys", "pending_commits")
 
     def __init__(self, task: Any, task_run: "TaskRun", parameters: dict[str, Any] | None,
                  log_prints: bool, inputs: Any = None) -> None:
@@ -66,6 +70,21 @@ class TaskRunContext:
         #: argument name -> cache key of the upstream run that produced it (for INPUTS when a
         #: value has no fingerprint of its own).
         self.upstream_cache_keys: dict[str, str] = {}
+        #: cache entries of task runs nested in this one, written when it completes (Prefect's
+        #: lazy commit: an outer task that fails leaves no cache entries of its inner tasks).
+        self.pending_commits: Any = None
+
+    @classmethod
+    def model_construct(cls, **fields: Any) -> "TaskRunContext":
+        """A context with just the given fields (others None), as Prefect's pydantic contexts
+        allow: for calling cache policies and cache_key_fn outside a run."""
+        ctx = cls.__new__(cls)
+        for name in cls.__slots__:
+            object.__setattr__(ctx, name, None)
+        ctx.upstream_cache_keys = {}
+        for name, value in fields.items():
+            setattr(ctx, name, value)
+        return ctx
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -104,12 +104,15 @@ def _error(exc: Exception, name: str, fix: str | None) -> FingerprintError:
                   f"that pickle accepts)")
     if isinstance(exc, _Unfingerprintable):
         where = name + "".join(reversed(exc.path))
-        return FingerprintError(
-            f"Cannot fingerprint {where} = {exc.value_repr} (a {exc.value_type}): {exc.reason}, "
-            f"so no cache key can be computed from it. To fix it: {fix}.")
-    return FingerprintError(
-        f"Cannot fingerprint {name}: it is nested deeper than Python's recursion limit (or refers "
-        f"to itself in a way that cannot be followed). To fix it: {fix}.")
+        what = (f"Cannot fingerprint {where} = {exc.value_repr} (a {exc.value_type}): {exc.reason}, "
+                f"so no cache key can be computed from it.")
+    else:
+        what = (f"Cannot fingerprint {name}: it is nested deeper than Python's recursion limit (or refers "
+                f"to itself in a way that cannot be followed).")
+    error = FingerprintError(f"{what} To fix it: {fix}.")
+    #: what went wrong without the advice, and the argument it concerns (for callers that advise)
+    error.what, error.argument = what, name
+    return error
 
 
 def _encode(value: Any, buf: bytearray) -> None:
@@ -430,13 +433,20 @@ def _register_lazy_handlers() -> bool:
     """Register numpy/pandas handlers once their modules are imported; True if any was added."""
     added = False
     for library in ("numpy", "pandas"):  # pandas' handlers use numpy's
-        if library not in _lazy_done and library in sys.modules:
+        if library not in _lazy_done and _imported(library):
             from nbflow.engine import fingerprint_arrays
 
             getattr(fingerprint_arrays, f"register_{library}")(_kit)
             _lazy_done.add(library)
             added = True
     return added
+
+
+def _imported(name: str) -> bool:
+    """True once module ``name`` has finished importing (another thread, such as the store's
+    writer, may be halfway through importing pandas: its classes do not exist yet)."""
+    module = sys.modules.get(name)
+    return module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False)
 
 
 _encode_dispatch = functools.singledispatch(_encode_object)

@@ -17,6 +17,7 @@ from nbflow.engine.models import FlowRun, new_run_id
 from nbflow.engine.options import check_hooks, check_reserved, check_run_name, check_tags, check_timeout, run_name
 from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.parameters import FlowParameters
+from nbflow.engine.result_options import check_result_options, flow_persist_result
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.run_logging import flow_run_logger
 from nbflow.engine.states import State
@@ -35,7 +36,9 @@ class Flow(HookDecorators):
                  tags: Iterable[str] | None = None, on_completion: list[Callable] | None = None,
                  on_failure: list[Callable] | None = None, on_crashed: list[Callable] | None = None,
                  on_cancellation: list[Callable] | None = None, on_running: list[Callable] | None = None,
-                 flow_run_name: str | Callable[..., str] | None = None) -> None:
+                 flow_run_name: str | Callable[..., str] | None = None, persist_result: bool | None = None,
+                 result_storage: str | os.PathLike | None = None, result_serializer: Any = None,
+                 cache_result_in_memory: bool = True) -> None:
         if not callable(fn):
             raise TaskDefinitionError(f"@flow needs a function; got {type(fn).__name__} {fn!r}.")
         self.fn = fn
@@ -65,6 +68,13 @@ class Flow(HookDecorators):
         self.on_running_hooks = check_hooks(owner, "on_running", on_running)
         check_run_name(owner, "flow_run_name", flow_run_name)
         self.flow_run_name = flow_run_name
+        check_result_options(owner, result_storage, result_serializer, None, cache_result_in_memory)
+        #: the default of its tasks' persist_result (and its subflows'); results go to
+        #: result_storage, written with result_serializer, unless a task names its own.
+        self.persist_result = flow_persist_result(persist_result, result_storage, result_serializer)
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.cache_result_in_memory = cache_result_in_memory
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self._parameters = FlowParameters(fn, self.signature)
@@ -74,7 +84,8 @@ class Flow(HookDecorators):
             task_runner=task_runner, log_prints=log_prints, validate_parameters=validate_parameters,
             tags=tags, on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed,
             on_cancellation=on_cancellation, on_running=on_running,
-            flow_run_name=flow_run_name)
+            flow_run_name=flow_run_name, persist_result=persist_result, result_storage=result_storage,
+            result_serializer=result_serializer, cache_result_in_memory=cache_result_in_memory)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         self.__wrapped__ = fn

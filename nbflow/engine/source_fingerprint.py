@@ -1,8 +1,11 @@
 """Fingerprints of code: a function's normalised source plus what it reaches in the user's code.
 
 TASK_SOURCE keys on this, so editing a task, a helper it calls (also one in an imported
-module of your own) or a constant it reads misses the cache, while editing a comment, a
-docstring or the task's decorator does not. Code from the standard library, from
+module of your own) or a constant it reads (a global, or a closure variable such as a
+factory's parameter) misses the cache, while editing a comment, a docstring, the task's
+decorator or its name does not. State the function keeps is not code: a variable it rebinds
+(``nonlocal n; n += 1``, ``global n``) or a mutable object in its closure (a dict it fills)
+is left out, as Prefect leaves it out. Code from the standard library, from
 site-packages and from nbflow itself is identified by name only (its version is not
 part of the key).
 """
@@ -10,6 +13,7 @@ part of the key).
 from __future__ import annotations
 
 import ast
+import dis
 import functools
 import hashlib
 import inspect
@@ -34,7 +38,10 @@ _Dep = tuple[Callable[[Any, Any], Any], Any, Any]
 #: root function -> (deps, hex digest); re-validated on every look-up.
 _MEMO: dict[Callable[..., Any], tuple[list[_Dep], str]] = {}
 _MEMO_LIMIT = 4096
-#: (id(code), strip_decorators) -> (code, digest of its normalised source).
+_REBINDING = frozenset({"STORE_DEREF", "DELETE_DEREF", "STORE_GLOBAL", "DELETE_GLOBAL"})
+#: id(code) -> (code, the free variables and globals it rebinds).
+_REBOUND: dict[int, tuple[types.CodeType, frozenset[str]]] = {}
+#: (id(code), is the root function) -> (code, digest of its normalised source).
 _OWN: dict[tuple[int, bool], tuple[types.CodeType, bytes]] = {}
 #: id(code) -> (code, every global name it or its nested code objects look up).
 _NAMES: dict[int, tuple[types.CodeType, tuple[str, ...]]] = {}
@@ -135,19 +142,29 @@ class _Walk:
         self.seen.add(id(fn))
         code = fn.__code__
         self.deps.append((functools.partial(getattr, fn), "__code__", code))
-        self.emit(b"function", fn.__qualname__, _own_digest(code, strip_decorators=root))
+        # The task's own name is not part of its code: a renamed task with the same body computes
+        # the same results (Prefect's task_input_hash keys on the body too).
+        self.emit(b"function", "" if root else fn.__qualname__, _own_digest(code, root=root))
         names = _global_names(code)
         namespace = fn.__globals__
+        rebound = _rebound_names(code)
         for name in names:
             value = namespace.get(name, _MISSING)
+            if name in rebound and (isinstance(value, _CONSTANT_TYPES) or _is_constant_tuple(value)):
+                continue  # `global n; n += 1`: state the function keeps, not code
             self.deps.append((namespace.get, name, value))
             if value is not _MISSING:
                 self.reference(name, value, names)
         for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
             value = _cell_get(cell, None)
-            self.deps.append((_cell_get, cell, value))
             if callable(value) or isinstance(value, types.ModuleType):
-                self.reference(name, value, names)  # closure data belongs to the value fingerprint
+                self.deps.append((_cell_get, cell, value))
+                self.reference(name, value, names)
+            elif name not in rebound and (isinstance(value, _CONSTANT_TYPES) or _is_constant_tuple(value)):
+                # a constant the function only reads (a factory's parameter) is part of its code;
+                # state it keeps (a counter it rebinds, a dict it fills) is not, as in Prefect
+                self.deps.append((_cell_get, cell, value))
+                self.emit(b"closure-constant", name, _constant_bytes(value))
 
     def reference(self, name: str, value: Any, names: tuple[str, ...]) -> None:
         """Follow what a global name (or closure cell) of user code refers to."""
@@ -252,18 +269,29 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
     return result
 
 
-def _own_digest(code: types.CodeType, *, strip_decorators: bool) -> bytes:
-    """Digest of one function's own code: its parsed source, else its code object."""
-    cached = _OWN.get((id(code), strip_decorators))
+def _rebound_names(code: types.CodeType) -> frozenset[str]:
+    """The free variables and globals ``code`` assigns or deletes (``nonlocal n; n += 1``)."""
+    cached = _REBOUND.get(id(code))
     if cached is not None and cached[0] is code:
         return cached[1]
-    digest = _ast_digest(code, strip_decorators) or _code_digest(code)
-    _OWN[(id(code), strip_decorators)] = (code, digest)
+    names = frozenset(ins.argval for ins in dis.get_instructions(code) if ins.opname in _REBINDING)
+    _REBOUND[id(code)] = (code, names)
+    return names
+
+
+def _own_digest(code: types.CodeType, *, root: bool) -> bytes:
+    """Digest of one function's own code: its parsed source, else its code object."""
+    cached = _OWN.get((id(code), root))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    digest = _ast_digest(code, root) or _code_digest(code)
+    _OWN[(id(code), root)] = (code, digest)
     return digest
 
 
-def _ast_digest(code: types.CodeType, strip_decorators: bool) -> bytes | None:
-    """``ast.dump`` of the function's source: blind to comments, blank lines and docstrings."""
+def _ast_digest(code: types.CodeType, root: bool) -> bytes | None:
+    """``ast.dump`` of the function's source: blind to comments, blank lines and docstrings
+    (and, for the root function, to its decorators and name)."""
     if code.co_name == "<lambda>":
         return None  # getsource returns the whole line around a lambda
     try:
@@ -273,8 +301,9 @@ def _ast_digest(code: types.CodeType, strip_decorators: bool) -> bytes | None:
     node = tree.body[0] if tree.body else None
     if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name != code.co_name:
         return None
-    if strip_decorators:
+    if root:
         node.decorator_list = []
+        node.name = ""
     for sub in ast.walk(node):
         if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and sub.body:
             first = sub.body[0]

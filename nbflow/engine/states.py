@@ -181,6 +181,8 @@ class State:
 
     def _result(self, raise_on_failure: bool) -> Any:
         if self.type is StateType.COMPLETED:
+            if self._data.__class__ is StoredResult:
+                return self._data.get()
             return self._data
         if self.type in _EXCEPTION_TYPES:
             if raise_on_failure:
@@ -210,6 +212,23 @@ class State:
         return (self.name, self.message, self.timestamp) == (other.name, other.message, other.timestamp)
 
     __hash__ = object.__hash__
+
+
+class StoredResult:
+    """A result kept only in result storage (``cache_result_in_memory=False``): ``result()``
+    reads it back each time, as Prefect does."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Any) -> None:
+        self._read = read
+
+    def get(self) -> Any:
+        """The result, read from storage."""
+        return self._read()
+
+    def __repr__(self) -> str:
+        return "StoredResult()"
 
 
 _EXCEPTION_TYPES = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})

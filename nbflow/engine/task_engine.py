@@ -19,7 +19,8 @@ from nbflow.engine.models import TaskRun
 from nbflow.engine.options import run_name
 from nbflow.engine.retries import retry_delay
 from nbflow.engine.run_logging import install_print_hook, log_prints_enabled, task_run_logger
-from nbflow.engine.states import InvalidTransitionError, State, is_state_iterable, return_value_to_state
+from nbflow.engine.states import (InvalidTransitionError, State, StoredResult, is_state_iterable,
+                                  return_value_to_state)
 from nbflow.engine.transitions import enter_returned_state, enter_task_state
 from nbflow.store.buffer import recorder
 from nbflow.errors import ResultStorageError, TaskDefinitionError, SerializationError, TimedOutError
@@ -41,19 +42,25 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
             return handle_kept_result(task, run, *kept, flow_ctx)
     log_prints = task.log_prints if task.log_prints is not None else bool(flow_ctx and flow_ctx.log_prints)
     ctx = TaskRunContext(task, run, None, log_prints, inputs)
-    cache_key = None
-    if task.cache_policy is not None:
-        ctx.parameters = task.bind(inputs.args, inputs.kwargs)
-        if flow_ctx is not None and flow_ctx.results:
-            ctx.upstream_cache_keys = _upstream_cache_keys(ctx.parameters, flow_ctx.results)
-        cache_key = caching.compute_key(task, ctx, flow_ctx)
-        run.cache_key = cache_key
-        if cache_key is not None and not task.refresh_cache:
-            hit = caching.lookup(task, run, cache_key)
-            if hit is not caching.MISS:
-                return handle_cache_hit(task, run, hit, flow_ctx)
+    parent = task_run_context.get()
+    persist = task.persist_result
+    if persist is None:
+        persist = flow_ctx.persist_result if flow_ctx is not None else False
+    cache_key = lock = None
+    if persist:  # Prefect's rule: without persisted results, no key is computed, nothing is cached
+        try:
+            cache_key, lock, hit = look_up_cache(task, run, ctx, inputs, flow_ctx)
+        except TaskDefinitionError as exc:
+            run.error = f"{type(exc).__name__}: {exc}"
+            return _finish(task, run, "Failed", str(exc), exception=exc)
+        if hit is not caching.MISS:
+            return handle_cache_hit(task, run, hit, flow_ctx)
 
-    running = enter_task_state(run, "Running")
+    try:
+        running = enter_task_state(run, "Running")
+    except BaseException:
+        _release(lock, cache_key, run)
+        raise
     token = task_run_context.set(ctx)
     prints = log_prints_enabled.set(log_prints)
     if log_prints:
@@ -81,7 +88,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
                             yield Sleep(delay)
                         continue
                     return handle_returned_state(task, run, value, flow_ctx)
-                state = handle_success(task, run, value, cache_key, flow_ctx)
+                state = handle_success(task, run, value, cache_key, flow_ctx, persist, ctx, parent)
                 if txn is not None and state.is_completed():
                     txn.stage(value, on_rollback_hooks=task.on_rollback_hooks, on_commit_hooks=task.on_commit_hooks)
                 return state
@@ -99,6 +106,36 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
             txn.__exit__(None, None, None)  # commits now, or leaves it to the enclosing transaction
         log_prints_enabled.reset(prints)
         task_run_context.reset(token)
+        if lock is not None:
+            _release(lock, cache_key, run)
+        pending = ctx.pending_commits
+        ctx.pending_commits = caching.CLOSED
+        if pending:
+            caching.settle_commits(pending, parent, run.state is not None and run.state.is_completed())
+
+
+def look_up_cache(task: Any, run: TaskRun, ctx: TaskRunContext, inputs: Inputs,
+                  flow_ctx: FlowRunContext | None) -> tuple[str | None, Any, Any]:
+    """(cache key, the lock held on it or None, the cached value or MISS) of a persisting run."""
+    ctx.parameters = task.bind(inputs.args, inputs.kwargs)
+    if flow_ctx is not None and flow_ctx.results:
+        ctx.upstream_cache_keys = _upstream_cache_keys(ctx.parameters, flow_ctx.results)
+    cache_key = run.cache_key = caching.compute_key(task, ctx, flow_ctx)
+    if cache_key is None:
+        return None, None, caching.MISS
+    lock = caching.lock_for(task)
+    if lock is not None:
+        lock.acquire_lock(cache_key, holder=run.id)
+    if task.refresh_cache:
+        return cache_key, lock, caching.MISS
+    try:
+        hit = caching.lookup(task, run, cache_key, flow_ctx)
+    except BaseException:
+        _release(lock, cache_key, run)
+        raise
+    if hit is not caching.MISS:
+        _release(lock, cache_key, run)
+    return cache_key, lock, hit
 
 
 def name_run(task: Any, run: TaskRun, ctx: TaskRunContext) -> None:
@@ -163,22 +200,30 @@ def handle_kept_result(task: Any, run: TaskRun, value: Any, old_run_id: str,
 
 
 def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
-                   flow_ctx: FlowRunContext | None) -> State:
-    if task.persist_result or (task.persist_result is None and cache_key is not None):
+                   flow_ctx: FlowRunContext | None, persist: bool = False, ctx: Any = None,
+                   parent: TaskRunContext | None = None) -> State:
+    data = value
+    if persist:
         try:
-            caching.persist(task, run, value, cache_key)
-        except (SerializationError, OSError) as exc:
-            if isinstance(exc, OSError):
-                exc = ResultStorageError(
-                    f"Could not write the result of task '{task.name}' under "
-                    f"{caching.result_store().root}: {exc.strerror or exc}. Free disk space or "
-                    "fix the permissions of NBFLOW_HOME, or set persist_result=False.")
-            if task.persist_result:
-                run.error = f"{type(exc).__name__}: {exc}"
-                return _finish(task, run, "Failed", str(exc), exception=exc)
-            task_run_logger(run).warning("Result not cached: %s", exc)
-    state = enter_task_state(run, "Completed", data=value)
-    _remember_result(flow_ctx, value, run)
+            reader = caching.persist(task, run, value, cache_key, ctx, flow_ctx, parent)
+            if not task.cache_result_in_memory:
+                data = StoredResult(reader)
+        except SerializationError as exc:
+            # Prefect's rule: the run still completes, only its result is not kept
+            task_run_logger(run).warning(
+                "Encountered an error while serializing result for task '%s': %s Code execution will "
+                "continue; the result is not persisted, so it is not cached.", task.name, exc)
+        except OSError as exc:
+            where = getattr(caching.storage_for(task, flow_ctx), "root", "the result storage")
+            exc = ResultStorageError(
+                f"Could not write the result of task '{task.name}' under {where}: "
+                f"{exc.strerror or exc}. Free disk space or fix the folder's permissions, or set "
+                "persist_result=False.")
+            run.error = f"{type(exc).__name__}: {exc}"
+            return _finish(task, run, "Failed", str(exc), exception=exc)
+    state = enter_task_state(run, "Completed", data=data)
+    if data is value:
+        _remember_result(flow_ctx, value, run)
     _log_finished(run, state)
     _run_hooks(task, task.on_completion_hooks, run, state)
     return state
@@ -257,6 +302,14 @@ def _remember_result(flow_ctx: FlowRunContext | None, value: Any, run: TaskRun) 
     if type(value) is int and value in _SMALL_INTS:
         return  # shared small-int objects would give false edges
     flow_ctx.results[id(value)] = (value, run)
+
+
+def _release(lock: Any, key: str | None, run: TaskRun) -> None:
+    if lock is not None:
+        try:
+            lock.release_lock(key, holder=run.id)
+        except Exception:  # noqa: BLE001 - a lock we no longer hold (expired) is not an error
+            pass
 
 
 def _upstream_cache_keys(parameters: dict[str, Any], results: dict[int, tuple[Any, Any]]) -> dict[str, str]:

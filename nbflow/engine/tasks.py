@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import os
 import threading
 import time
 from typing import Any, Callable, Iterable
 
-from nbflow.engine.cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy
+from nbflow.engine.cache_policies import CachePolicy
 from nbflow.engine.calls import call_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
@@ -18,6 +19,7 @@ from nbflow.engine.futures import FutureList, PrefectFuture, TaskRunFuture, reso
 from nbflow.engine.models import TaskRun, new_run_id
 from nbflow.engine.options import (check_callable, check_flag, check_hooks, check_reserved, check_run_name,
                                    check_tags, check_timeout)
+from nbflow.engine.result_options import NotSet, check_result_options, task_cache_settings
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.states import State
 from nbflow.engine.task_engine import task_run_steps
@@ -37,8 +39,10 @@ class Task(HookDecorators):
                  retry_delay_seconds: Any = None, retry_jitter_factor: float | None = None,
                  retry_condition_fn: Callable | None = None, timeout_seconds: float | None = None,
                  cache_key_fn: Callable | None = None, cache_expiration: dt.timedelta | None = None,
-                 cache_policy: CachePolicy | None = None, refresh_cache: bool = False,
-                 persist_result: bool | None = None, log_prints: bool | None = None,
+                 cache_policy: CachePolicy | None = NotSet, refresh_cache: bool | None = None,
+                 persist_result: bool | None = None, result_storage: str | os.PathLike | None = None,
+                 result_serializer: Any = None, result_storage_key: str | None = None,
+                 cache_result_in_memory: bool = True, log_prints: bool | None = None,
                  on_completion: list[Callable] | None = None,
                  on_failure: list[Callable] | None = None, on_running: list[Callable] | None = None,
                  task_run_name: str | Callable[..., str] | None = None,
@@ -63,15 +67,18 @@ class Task(HookDecorators):
         if cache_expiration is not None and not isinstance(cache_expiration, dt.timedelta):
             raise TaskDefinitionError(
                 f"{owner}: cache_expiration must be a datetime.timedelta; got {cache_expiration!r}.")
-        if cache_policy is not None and not isinstance(cache_policy, CachePolicy):
-            raise TaskDefinitionError(
-                f"{owner}: cache_policy must be a cache policy such as INPUTS, TASK_SOURCE or "
-                f"INPUTS + TASK_SOURCE; got {cache_policy!r}.")
+        check_result_options(owner, result_storage, result_serializer, result_storage_key, cache_result_in_memory)
         self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration
-        self.cache_policy = _effective_policy(cache_key_fn, cache_policy)
-        self.refresh_cache = bool(refresh_cache)
-        self.persist_result = persist_result
+        self.cache_policy, self.persist_result = task_cache_settings(
+            owner, cache_policy, cache_key_fn, cache_expiration, persist_result, result_storage,
+            result_serializer, result_storage_key)
+        self.refresh_cache = refresh_cache
+        #: where results are written (a folder; None: the flow's, else NBFLOW_HOME/results) and how.
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.result_storage_key = result_storage_key
+        self.cache_result_in_memory = cache_result_in_memory
         self.log_prints = log_prints
         self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
         self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
@@ -85,15 +92,17 @@ class Task(HookDecorators):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
         self._signature: inspect.Signature | None = None
-        #: where results are written and read back (None: the home's ResultStore). The notebook
-        #: layer stores a cell's outputs one file per variable through this.
-        self.result_storage: Any = None
+        #: an object with write(value)/read(ref) that stores results instead of result_storage
+        #: (the notebook layer keeps a cell's outputs one file per variable through this).
+        self.result_store: Any = None
         self._options = dict(
             name=name, description=description, tags=tags, version=version, retries=retries,
             retry_delay_seconds=retry_delay_seconds, retry_jitter_factor=retry_jitter_factor,
             retry_condition_fn=retry_condition_fn, timeout_seconds=timeout_seconds,
             cache_key_fn=cache_key_fn, cache_expiration=cache_expiration, cache_policy=cache_policy,
-            refresh_cache=refresh_cache, persist_result=persist_result, log_prints=log_prints,
+            refresh_cache=refresh_cache, persist_result=persist_result, result_storage=result_storage,
+            result_serializer=result_serializer, result_storage_key=result_storage_key,
+            cache_result_in_memory=cache_result_in_memory, log_prints=log_prints,
             on_completion=on_completion, on_failure=on_failure, on_running=on_running,
             task_run_name=task_run_name, on_commit=on_commit, on_rollback=on_rollback,
             keep_failed_inputs=keep_failed_inputs)
@@ -252,15 +261,6 @@ def _merge_upstream(run: TaskRun, found: list[str]) -> None:
         run.upstream = found
     else:
         run.upstream = run.upstream + [u for u in found if u not in run.upstream]
-
-
-def _effective_policy(cache_key_fn: Callable | None, cache_policy: CachePolicy | None) -> CachePolicy | None:
-    """Caching is opt-in: a cache_key_fn or a cache_policy other than NO_CACHE turns it on."""
-    if cache_key_fn is not None:
-        return CacheKeyFnPolicy(cache_key_fn)
-    if cache_policy is None or cache_policy is NO_CACHE:
-        return None
-    return cache_policy
 
 
 def _crashed(run: TaskRun, exc: BaseException) -> State:

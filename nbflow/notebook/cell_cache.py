@@ -66,7 +66,11 @@ class CellCachePolicy(CachePolicy):
         self.last_inputs: dict[str, str] = {}
         self.last_key: str | None = None
 
-    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any]) -> str:
+    __eq__ = object.__eq__  # each cell run's policy is its own (not the dataclass field equality)
+    __hash__ = object.__hash__
+
+    def compute_key(self, task_ctx: Any, inputs: dict[str, Any] | None, flow_parameters: dict[str, Any] | None,
+                    **kwargs: Any) -> str:
         digest = hashlib.sha256(KEY_VERSION)
         digest.update(self.code.encode())
         for name in sorted(self.called - self.inputs):

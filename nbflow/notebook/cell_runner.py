@@ -170,7 +170,7 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     task.debug = {"namespace": namespace, "whole_namespace": session.adopted, "source": source,
                   "hidden": getattr(shell, "user_ns_hidden", {}),
                   "header": f"%%task {options.line}".rstrip(), "filename": code.co_filename}
-    task.result_storage = CellResultStorage(caching.result_store())
+    task.result_store = CellResultStorage(caching.result_store())
 
     context = flow_context or session.context
     token = flow_run_context.set(context)

@@ -72,9 +72,13 @@ class CacheEntry:
 class CacheIndex:
     """Cache entries as files under ``root``, safe to share between processes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, flat: bool = False) -> None:
         self.root = Path(root).absolute()
         self._prefix = str(self.root) + os.sep
+        #: entries as ``<root>/<key>`` (a cache policy's key_storage, as Prefect lays it out)
+        #: instead of ``<root>/<key[:2]>/<key>.json``.
+        self.flat = flat
+        self._pattern = "*" if flat else "*/*.json"
 
     def path(self, key: str) -> Path:
         """The file of ``key``'s entry. Raises ValueError unless ``key`` is a hex digest."""
@@ -122,14 +126,16 @@ class CacheIndex:
     def clear(self) -> int:
         """Remove every entry (result files stay); returns how many were removed."""
         removed = 0
-        for file in self.root.glob("*/*.json"):
+        for file in self.root.glob(self._pattern):
+            if self.flat and not _KEY.fullmatch(file.name):
+                continue  # not an entry: a key_storage folder may hold other files
             try:
                 file.unlink()
                 removed += 1
             except FileNotFoundError:
                 pass
         cutoff = time.time() - _STALE_TMP_SECONDS
-        for tmp in self.root.glob("*/.*.tmp"):
+        for tmp in self.root.glob(".*.tmp" if self.flat else "*/.*.tmp"):
             try:
                 if tmp.stat().st_mtime < cutoff:
                     tmp.unlink()
@@ -139,8 +145,9 @@ class CacheIndex:
 
     def entries(self) -> Iterator[CacheEntry]:
         """Every readable, unexpired entry (for listings and for rebuilding the SQL mirror)."""
-        for file in sorted(self.root.glob("*/*.json")):
-            entry = self.get(file.stem) if _KEY.fullmatch(file.stem) else None
+        for file in sorted(self.root.glob(self._pattern)):
+            key = file.name if self.flat else file.stem
+            entry = self.get(key) if _KEY.fullmatch(key) else None
             if entry is not None:
                 yield entry
 
@@ -149,6 +156,8 @@ class CacheIndex:
             raise ValueError(
                 f"Cache key {key!r} is not a lowercase hex digest (16-128 characters of 0-9a-f). "
                 f"Cache policies return such keys; a cache_key_fn's string is hashed into one.")
+        if self.flat:
+            return f"{self._prefix}{key}"
         return f"{self._prefix}{key[:2]}{os.sep}{key}.json"
 
     def _remove_if_unchanged(self, file: str, data: bytes) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import logging
+import lzma
 import math
 import os
 import re
@@ -29,11 +30,15 @@ from typing import Any
 from nbflow import settings
 from nbflow.errors import ResultIntegrityError, SerializationError
 from nbflow.store.files import atomic_write
+from nbflow.store.serializers import standard_format
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("json", "parquet", "pickle")
-_SUFFIX = {"json": ".json", "parquet": ".parquet", "pickle": ".pkl"}
+FORMATS = ("json", "parquet", "pickle", "compressed/json", "compressed/pickle", "custom")
+_SUFFIX = {"json": ".json", "parquet": ".parquet", "pickle": ".pkl", "compressed/json": ".json.xz",
+           "compressed/pickle": ".pkl.xz", "custom": ".bin"}
+#: Formats whose loading can run code: their bytes are signed (HMAC), not just checksummed.
+_SIGNED = frozenset({"pickle", "compressed/pickle", "custom"})
 #: JSON texts up to this size also travel inside their ResultRef.
 INLINE_LIMIT = 1024
 #: Signed along with each pickle, so a signature made for something else never verifies one.
@@ -80,16 +85,24 @@ class ResultStore:
         self.key_path = Path(key_path) if key_path is not None else settings.home() / "hmac.key"
         self._key: bytes | None = None
 
-    def write(self, value: Any, name: str | None = None) -> ResultRef:
+    def write(self, value: Any, name: str | None = None, *, serializer: Any = None,
+              path: str | None = None) -> ResultRef:
         """Persist ``value`` and return its ref; ``name`` (letters, digits, ``._-``) fixes
-        the file's name, else the file is named by its digest.
+        the file's name, ``path`` (relative, ``/`` allowed) its exact place under the root,
+        else the file is named by its digest. ``serializer`` (see ``nbflow.store.serializers``)
+        overrides the format chosen per value.
 
-        Raises SerializationError when the value cannot be pickled.
+        Raises SerializationError when the value cannot be serialized.
         """
         if name is not None and not _NAME.fullmatch(name):
             raise ValueError(f"Result name {name!r} is not a plain file name: use letters, digits, '.', '_', '-'.")
+        exact = path is not None
+        if exact:
+            name = self._relative(path)
+        if serializer is not None:
+            return self._write_serialized(value, serializer, name, exact=exact)
         fmt, data, digest, inline = self.encode(value)
-        return ResultRef(fmt, self._place(data, fmt, digest, name), digest, inline)
+        return ResultRef(fmt, self._place(data, fmt, digest, name, exact=exact), digest, inline)
 
     def encode(self, value: Any) -> tuple[str, Any, str, str | None]:
         """``(format, bytes, digest, inline JSON text or None)`` of ``value``, nothing written:
@@ -114,13 +127,42 @@ class ResultStore:
             raise ValueError(f"Result name {name!r} is not a plain file name: use letters, digits, '.', '_', '-'.")
         return self._place(data, fmt, digest, name)
 
-    def read(self, ref: ResultRef) -> Any:
+    def _write_serialized(self, value: Any, serializer: Any, name: str | None, exact: bool) -> ResultRef:
+        fmt = standard_format(serializer) or "custom"
+        try:
+            data = serializer.dumps(value)
+        except SerializationError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"The result serializer {serializer!r} could not serialize a result of type "
+                f"{type(value).__module__}.{type(value).__qualname__}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(data, (bytes, bytearray)):
+            raise SerializationError(f"The result serializer {serializer!r} returned {type(data).__name__}, "
+                                     "not bytes: its dumps() must return bytes.")
+        data = bytes(data)
+        digest = self._sign(data) if fmt in _SIGNED else hashlib.sha256(data).hexdigest()
+        inline = data.decode() if fmt == "json" and len(data) <= INLINE_LIMIT and _is_utf8(data) else None
+        return ResultRef(fmt, self._place(data, fmt, digest, name, exact=exact), digest, inline)
+
+    def _relative(self, path: str) -> str:
+        """``path`` checked to stay under the root: relative, no ``..``, no empty parts."""
+        parts = path.replace("\\", "/").split("/")
+        if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"Result storage key {path!r} must be a relative path inside the result "
+                             "storage (no leading '/', no '..' or empty parts), e.g. 'reports/{parameters[day]}.pkl'.")
+        return "/".join(parts)
+
+    def read(self, ref: ResultRef, serializer: Any = None) -> Any:
         """The value ``ref`` points to, after checking its digest (its signature, for a
-        pickle, before unpickling). Raises ResultIntegrityError when the check fails or the
-        file is missing."""
+        pickle, before unpickling). A "custom" result needs the ``serializer`` that wrote
+        it. Raises ResultIntegrityError when the check fails or the file is missing."""
         if ref.format not in FORMATS:
             raise ResultIntegrityError(f"Result {ref.path} has an unknown format {ref.format!r}; "
                                        f"it will not be loaded, and the task will be recomputed.")
+        if ref.format == "custom" and serializer is None:
+            raise ResultIntegrityError(f"Result {ref.path} was written by a custom result serializer, "
+                                       "which this read was not given; it will not be loaded.")
         if ref.format == "json" and ref.inline is not None:
             data = ref.inline.encode()
             self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its inline JSON copy")
@@ -132,7 +174,7 @@ class ResultStore:
             raise ResultIntegrityError(
                 f"Result file {ref.path} is missing (it was deleted after it was written); it will "
                 f"not be loaded, and the task will be recomputed.") from None
-        if ref.format == "pickle":
+        if ref.format in _SIGNED:
             self._verify(ref, self._sign(data), "HMAC signature of its bytes")
         else:
             self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its bytes")
@@ -143,6 +185,12 @@ class ResultStore:
                 from nbflow.store.parquet import parquet_to_frame
 
                 return parquet_to_frame(data)
+            if ref.format == "custom":
+                return serializer.loads(data)
+            if ref.format.startswith("compressed/"):
+                data = lzma.decompress(data)
+                if ref.format == "compressed/json":
+                    return json.loads(data)
             import cloudpickle
 
             return cloudpickle.loads(data)
@@ -151,9 +199,12 @@ class ResultStore:
                 f"Result file {ref.path} passed its check but could not be loaded "
                 f"({type(exc).__name__}: {exc}); the task will be recomputed.") from exc
 
-    def _place(self, data: bytes, fmt: str, digest: str, name: str | None) -> str:
+    def _place(self, data: bytes, fmt: str, digest: str, name: str | None, *, exact: bool = False) -> str:
         """Write ``data`` atomically to its file and return the absolute path."""
-        path = self.root / (name + _SUFFIX[fmt] if name else f"{digest[:2]}/{digest}{_SUFFIX[fmt]}")
+        if exact and name:
+            path = self.root / name
+        else:
+            path = self.root / (name + _SUFFIX[fmt] if name else f"{digest[:2]}/{digest}{_SUFFIX[fmt]}")
         atomic_write(path, data)
         return str(path)
 
@@ -221,9 +272,19 @@ def _pickle(value: Any) -> bytes:
         ) from None
 
 
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _is_dataframe(value: Any) -> bool:
     pandas = sys.modules.get("pandas")  # a DataFrame can exist only if pandas is imported
-    return pandas is not None and isinstance(value, pandas.DataFrame)
+    # (another thread may be halfway through importing it: no DataFrame class yet)
+    frame = getattr(pandas, "DataFrame", None) if pandas is not None else None
+    return frame is not None and isinstance(value, frame)
 
 
 def _json_text(value: Any) -> str | None:

@@ -93,12 +93,13 @@ def test_keys_are_hex_digests() -> None:
 
 # -- combining ---------------------------------------------------------------------------
 
-def test_no_cache_absorbs_everything_it_is_added_to() -> None:
+def test_no_cache_adds_nothing_as_in_prefect() -> None:
     assert key(NO_CACHE) is None
-    assert NO_CACHE + INPUTS is NO_CACHE
-    assert INPUTS + NO_CACHE is NO_CACHE
-    assert (INPUTS + TASK_SOURCE) + NO_CACHE is NO_CACHE
-    assert key(INPUTS + TASK_SOURCE + NO_CACHE) is None
+    assert NO_CACHE + INPUTS is INPUTS
+    assert INPUTS + NO_CACHE is INPUTS
+    compound = INPUTS + TASK_SOURCE
+    assert compound + NO_CACHE is compound
+    assert NO_CACHE + NO_CACHE == NO_CACHE
 
 
 def test_compound_policies_flatten_and_read_like_their_expression() -> None:
@@ -113,8 +114,13 @@ def test_compound_skips_none_parts_and_is_none_when_all_are() -> None:
     assert key(FLOW_PARAMETERS + Constant(None)) is None  # no flow parameters -> None
     assert key(INPUTS + Constant(None)) == key(INPUTS + Constant(None))
     assert key(INPUTS + Constant(None)) is not None
-    # a part's position is in the key, so a None elsewhere never lets one key pass for another
-    assert key(Constant("k") + Constant(None)) != key(Constant(None) + Constant("k"))
+    # parts that give None leave no trace, wherever they stand (Prefect: DEFAULT - "y" keys as
+    # RUN_ID + INPUTS - "y" outside a run)
+    assert key(Constant("k") + Constant(None)) == key(Constant(None) + Constant("k"))
+    assert (DEFAULT - "y").compute_key(None, {"x": 1, "y": 2}, {}) == \
+        (RUN_ID + (INPUTS - "y")).compute_key(None, {"x": 1, "y": 3}, {})
+    # each part's key is labelled with its kind: one kind's key never passes for another's
+    assert key(INPUTS) != key(INPUTS + FLOW_PARAMETERS)
 
 
 def test_compound_key_depends_on_every_part() -> None:
@@ -126,11 +132,12 @@ def test_compound_key_depends_on_every_part() -> None:
 
 def test_excluding_an_input() -> None:
     policy = INPUTS - "y" - "z"
-    assert isinstance(policy, Inputs) and policy.exclude == {"y", "z"}
+    assert isinstance(policy, Inputs) and policy.exclude == ["y", "z"] and INPUTS.exclude == []
     assert key((INPUTS + TASK_SOURCE) - "y", inputs={"x": 1, "y": 1}) == \
         key((INPUTS + TASK_SOURCE) - "y", inputs={"x": 1, "y": 2})
-    with pytest.raises(TypeError, match="only a policy with INPUTS"):
-        TASK_SOURCE - "y"
+    assert TASK_SOURCE - "y" is TASK_SOURCE  # no arguments in its key: nothing to leave out
+    merged = CompoundCachePolicy([INPUTS - "x", TASK_SOURCE, INPUTS - "y"]) - "z"
+    assert [p for p in merged.policies if isinstance(p, Inputs)] == [Inputs(exclude=["x", "y", "z"])]
     with pytest.raises(TypeError, match="argument name"):
         INPUTS - 3  # type: ignore[operator]
 
@@ -138,7 +145,8 @@ def test_excluding_an_input() -> None:
 # -- errors and fallbacks ------------------------------------------------------------------
 
 def test_inputs_without_content_raise_fingerprint_error_naming_the_argument() -> None:
-    with pytest.raises(FingerprintError, match=r"conn = .*_thread\.lock.*INPUTS - 'conn'"):
+    with pytest.raises(FingerprintError, match=r"(?s)conn = .*_thread\.lock.*cache_policy=NO_CACHE.*"
+                                               r"DEFAULT - 'conn'"):
         key(INPUTS, inputs={"x": 1, "conn": threading.Lock()})
     assert key(INPUTS - "conn", inputs={"x": 1, "conn": threading.Lock()}) is not None
 

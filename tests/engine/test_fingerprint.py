@@ -308,6 +308,26 @@ def test_caching_modules_do_not_import_heavy_libraries_at_import_time() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_pandas_halfway_imported_by_another_thread_is_not_touched() -> None:
+    # The store's writer thread may be importing pandas while a task computes a cache key.
+    code = textwrap.dedent("""
+        import sys, types, importlib.machinery
+        half = types.ModuleType("pandas")
+        half.__spec__ = importlib.machinery.ModuleSpec("pandas", None)
+        half.__spec__._initializing = True
+        sys.modules["pandas"] = half
+        from nbflow.engine.fingerprint import fingerprint
+        from nbflow.store.results import _is_dataframe
+        class Row:
+            def __init__(self, x):
+                self.x = x
+        print(len(fingerprint(Row(1))), _is_dataframe(Row(1)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": REPO},
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["64", "False"], out.stderr
+
+
 def test_a_million_row_frame_is_fingerprinted_fast() -> None:
     n = 1_000_000
     rng = np.random.default_rng(0)
