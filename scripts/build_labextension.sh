@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_node.sh
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 # JupyterLab's builder takes the shared-package versions from the installed JupyterLab's staging dir.
 CORE=$("$PY" -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))') || {
   echo "scripts: the build needs jupyterlab in $PY (bash scripts/test.sh --co -q makes .venv with it)" >&2; exit 1; }

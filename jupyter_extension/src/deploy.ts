@@ -56,6 +56,16 @@ function zones(): string[] {
   }
 }
 
+/** A fire time as the user reads it: in the schedule's time zone (a cron's wall clock), else local. */
+function when(iso: string, zone?: string): string {
+  const format: Intl.DateTimeFormatOptions = { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit', hour12: false };
+  try {
+    return new Date(iso).toLocaleString(undefined, zone ? { ...format, timeZone: zone } : format);
+  } catch (exc) {
+    return new Date(iso).toLocaleString(undefined, format); // a zone this browser does not know
+  }
+}
+
 function input(attrs: Record<string, unknown>): HTMLInputElement {
   return h('input', { class: 'jp-mod-styled', ...attrs }) as HTMLInputElement;
 }
@@ -215,7 +225,8 @@ class DeployDialog {
       try {
         const preview = await get<IPreview>('schedule_preview', { ...schedule, limit: 3 });
         if (seq !== this._previewSeq) return;
-        const times = preview.next_times.map((t) => new Date(t).toLocaleString(undefined, { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' }));
+        const zone = typeof schedule.timezone === 'string' ? schedule.timezone : undefined;
+        const times = preview.next_times.map((t) => when(t, zone));
         this._preview.replaceChildren(h('strong', null, preview.description[0].toUpperCase() + preview.description.slice(1)),
           h('div', null, `Next: ${times.join(' · ')}`));
       } catch (exc) {

@@ -75,7 +75,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const sidebar = new NbflowSidebar({
       openRun,
       runNow: (d: IDeployment) => void openRunDialog(d, actions),
-      currentNotebook: () => notebooks?.currentWidget?.context.path ?? null,
+      currentNotebook: () => {
+        const path = notebooks?.currentWidget?.context.path ?? null;
+        return path && !path.startsWith(`${drive.name}:`) ? path : null;
+      },
       openDashboard: () => window.open(pageUrl('nbflow/'), '_blank', 'noopener')
     }, watcher);
     sidebar.title.icon = nbflowIcon;
@@ -120,10 +123,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
           icon: nbflowIcon,
           label: 'Deploy',
           tooltip: 'Deploy this notebook with nbflow: schedule it, run it on a worker, be told when it ends',
-          onClick: () => void openDeployDialog(panel.context.path, actions)
+          onClick: async () => {
+            if (panel.context.model.dirty && !panel.context.model.readOnly) await panel.context.save(); // deploy what is shown
+            await openDeployDialog(panel.context.path, actions);
+          }
         });
         button.node.dataset.testid = 'nbflow-deploy-button';
-        if (!panel.context.path.startsWith(`${drive.name}:`)) panel.toolbar.insertAfter('cellType', 'nbflowDeploy', button);
+        if (!panel.context.path.startsWith(`${drive.name}:`) && !panel.toolbar.insertAfter('cellType', 'nbflowDeploy', button)) {
+          panel.toolbar.addItem('nbflowDeploy', button);
+        }
         return button;
       }
     });

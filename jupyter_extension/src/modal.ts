@@ -21,7 +21,7 @@ export class Modal {
       h('div', { class: 'jp-Dialog-buttonLabel' }, 'Cancel'));
     cancel.addEventListener('click', () => this.close());
     this.accept.addEventListener('click', () => void this.submit());
-    this.node = h('div', { class: 'jp-Dialog nbflow-Modal', 'data-testid': testid },
+    this.node = h('div', { class: 'jp-Dialog jp-ThemedContainer nbflow-Modal', 'data-testid': testid },
       h('div', { class: 'jp-Dialog-content', role: 'dialog', 'aria-modal': 'true', 'aria-label': title },
         h('div', { class: 'jp-Dialog-header' }, title),
         this.body,

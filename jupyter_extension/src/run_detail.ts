@@ -7,6 +7,7 @@ import { launchIcon, notebookIcon, refreshIcon } from '@jupyterlab/ui-components
 
 import { get, IFlowRun, pageUrl } from './api';
 import { nbflowIcon } from './icon';
+import { FINAL } from './logic';
 
 /** The dashboard page of a run, embedded (no top bar; "Open in JupyterLab" for its notebook). */
 export function runPageUrl(runId: string): string {
@@ -65,7 +66,7 @@ export class RunDetail extends MainAreaWidget<IFrame> {
     void this.refresh();
   }
 
-  /** Read the run for the title and the output-notebook button (again while it has none). */
+  /** Read the run for the title and the output-notebook button (again until it has one or ends). */
   async refresh(): Promise<void> {
     try {
       this._run = await get<IFlowRun>(`flow_runs/${this.runId}`);
@@ -75,7 +76,7 @@ export class RunDetail extends MainAreaWidget<IFrame> {
     this.title.label = `${this._run.flow_name} · ${this.runId.slice(0, 8)}`;
     this.title.caption = `nbflow flow run ${this._run.id}: ${this._run.state}`;
     this._openNotebook.enabled = Boolean(this._run.output_notebook);
-    if (!this._run.output_notebook && !this.isDisposed) {
+    if (!this._run.output_notebook && !FINAL.has(this._run.state) && !this.isDisposed) {
       setTimeout(() => !this.isDisposed && void this.refresh(), 3000);
     }
   }

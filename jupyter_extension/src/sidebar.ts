@@ -73,7 +73,7 @@ export class NbflowSidebar extends Widget {
   notebookChanged(): void {
     const path = this._actions.currentNotebook();
     this._onlyNotebook.disabled = !path;
-    this._notebookLabel.textContent = path ? `(${notebookFlowName(path)})` : '(no notebook open)';
+    this._notebookLabel.textContent = path ? notebookFlowName(path) : '(no notebook open)';
     if (this._onlyNotebook.checked && this.isVisible) this.refresh();
   }
 
@@ -101,7 +101,9 @@ export class NbflowSidebar extends Widget {
   private async _load(): Promise<void> {
     this._busy = true;
     const notebook = this._onlyNotebook.checked ? this._actions.currentNotebook() : null;
-    const runs = get<IFlowRun[]>('flow_runs', { limit: this._limit + 1, flow_name: notebook ? notebookFlowName(notebook) : null });
+    // The same query every time (the server answers a repeated page fast); twice the page, as the
+    // slots scheduled ahead are left out below (the deployments' "next" shows them).
+    const runs = get<IFlowRun[]>('flow_runs', { limit: 2 * this._limit + 1, flow_name: notebook ? notebookFlowName(notebook) : null });
     const deployments = get<IDeployment[]>('deployments', { limit: 100 });
     const workers = get<IWorker[]>('workers');
     try {
@@ -133,10 +135,11 @@ export class NbflowSidebar extends Widget {
     list.replaceChildren(...items());
   }
 
-  private _showRuns(runs: IFlowRun[]): void {
-    const shown = runs.slice(0, this._limit);
-    this._more.hidden = runs.length <= this._limit || this._limit >= MAX_RUNS;
+  private _showRuns(page: IFlowRun[]): void {
     const now = Date.now();
+    const runs = page.filter((r) => !(r.state === 'Scheduled' && r.scheduled_time && Date.parse(r.scheduled_time) > now));
+    const shown = runs.slice(0, this._limit);
+    this._more.hidden = (runs.length <= this._limit && page.length <= 2 * this._limit) || this._limit >= MAX_RUNS;
     const signature = JSON.stringify(shown.map((r) => [r.id, r.state, relativeTime(r.start_time || r.scheduled_time, now), r.end_time]));
     this._fill(this._runsList, signature, () => {
       if (!shown.length) return [h('li', { class: 'nbflow-muted' }, this._onlyNotebook.checked ? 'No runs of this notebook yet.' : 'No flow runs yet.')];
@@ -181,14 +184,16 @@ export class NbflowSidebar extends Widget {
       }
     });
     const watched = this._watcher.isWatched(d.id);
-    const watch = h('button', { class: `jp-mod-styled nbflow-Watch${watched ? ' nbflow-mod-on' : ''}`, type: 'button', 'data-testid': 'nbflow-watch', 'aria-pressed': String(watched), title: watched ? 'Notifications on: you are told when its runs end. Click to stop.' : 'Tell me when its runs end' }, watched ? '🔔' : '🔕');
+    const watch = h('button', { class: `jp-mod-styled nbflow-Watch${watched ? ' nbflow-mod-on' : ''}`, type: 'button', 'data-testid': 'nbflow-watch', 'aria-pressed': String(watched), title: watched ? 'You are told when its runs end. Click to stop.' : 'Tell me when its runs end' }, watched ? 'Watching' : 'Watch');
     watch.addEventListener('click', (event: Event) => {
       event.stopPropagation();
       this._watcher.setWatched(d.id, !watched);
     });
     return h('li', { class: 'nbflow-Deployment', 'data-testid': 'nbflow-deployment', 'data-name': d.name, title: d.notebook || d.entrypoint || '' },
-      h('div', { class: 'nbflow-Row' }, h('span', { class: 'nbflow-Name' }, d.name), h('span', { class: 'nbflow-spacer' }), watch, pause, runNow),
-      h('div', { class: 'nbflow-When' }, [d.schedule_description || (d.schedule ? 'scheduled' : ''), next].filter(Boolean).join(' · ')));
+      h('div', { class: 'nbflow-Row' }, h('span', { class: 'nbflow-Name' }, d.name), h('span', { class: 'nbflow-spacer' }), runNow),
+      h('div', { class: 'nbflow-Row' },
+        h('span', { class: 'nbflow-When nbflow-spacer' }, [d.schedule_description || (d.schedule ? 'scheduled' : ''), next].filter(Boolean).join(' · ')),
+        watch, pause));
   }
 
   private _showWorkers(workers: IWorker[]): void {
