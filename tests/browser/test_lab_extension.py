@@ -1,6 +1,6 @@
 """nbflow's JupyterLab extension in a real browser, as a new user meets it: one JupyterLab, one story.
 
-Click "Deploy" on a notebook's toolbar, fill the dialog with a bad value (refused in the page, next to
+Pick a flow of a .py file from the file browser's menu; click "Deploy" on a notebook's toolbar, fill the dialog with a bad value (refused in the page, next to
 its field) and a bad cron expression (refused by the server, next to its field), then good ones; see
 the deployment in the nbflow sidebar, run it now from there with its parameter form, be told by a
 JupyterLab notification when the run completes, open the run's tab and its output notebook in Lab's
@@ -23,6 +23,7 @@ from browser_lab import ARTIFACTS, REPO, JupyterLab
 pytestmark = pytest.mark.timeout(240)
 
 NOTEBOOK = "sales_report.ipynb"
+FLOWS = "etl.py"
 RUN_TIMEOUT_MS = 90_000
 DOCS = REPO / "docs" / "lab"
 
@@ -56,13 +57,26 @@ def test_deploy_a_notebook_run_it_and_open_its_output_in_lab(page: Any, jupyter_
     if not _extension_installed():
         pytest.skip("nbflow's lab extension is not installed in this environment (pip install . installs it)")
     _notebook(jupyter_lab.root_dir / NOTEBOOK)
+    (jupyter_lab.root_dir / FLOWS).write_text(
+        "from nbflow import flow\n\n@flow\ndef load(rows: int, label: str = 'x'):\n    return rows\n\n"
+        "@flow(name='nightly-report')\ndef nightly():\n    return 1\n\ndef helper():\n    return 2\n")
     page.set_viewport_size({"width": 1400, "height": 900})
     page.goto(jupyter_lab.url(f"lab/tree/{NOTEBOOK}?reset"), wait_until="domcontentloaded")
 
-    # the file browser's context menu offers it too, for notebooks
-    page.locator(".jp-DirListing-item[data-file-type=notebook]", has_text=NOTEBOOK).click(button="right")
-    page.locator(".lm-Menu-item", has_text="Deploy with nbflow").wait_for()
-    page.keyboard.press("Escape")
+    # the file browser's context menu offers it for .py files too: pick one of the file's flows
+    page.locator(".jp-DirListing-item[data-file-type=python]", has_text=FLOWS).click(button="right")
+    page.locator(".lm-Menu-item", has_text="Deploy with nbflow").click()
+    dialog = page.locator("[data-testid=nbflow-deploy-dialog]")
+    picker = dialog.locator("[data-testid=nbflow-flow]")
+    picker.wait_for()
+    assert picker.locator("option").all_text_contents() == ["load", 'nightly (flow "nightly-report")']
+    assert dialog.locator("[data-testid=nbflow-name]").input_value() == "etl-load"
+    assert dialog.locator("[data-testid=param-rows]").get_attribute("aria-required") == "true"
+    picker.select_option("nightly")
+    assert dialog.locator("[data-testid=param-rows]").count() == 0
+    assert dialog.locator("[data-testid=nbflow-name]").input_value() == "etl-nightly"
+    dialog.get_by_role("button", name="Cancel").click()
+    dialog.wait_for(state="detached")
 
     # 1. "Deploy" on the notebook's toolbar opens the dialog, its parameter form read from the notebook
     deploy = page.locator(".jp-NotebookPanel-toolbar [data-testid=nbflow-deploy-button] button")
