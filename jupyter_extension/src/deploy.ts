@@ -253,10 +253,9 @@ class DeployDialog {
     this._modal.error.textContent = '';
   }
 
+  /** A server error next to the field it names (the form's own error line when it names none). */
   private _showServerError(exc: ApiError): void {
-    const slot = slotOf(exc, this._fields.map((f) => f.name));
-    this._showError(slot === 'form' ? 'form' : slot, exc.message);
-    if (slot === 'form') this._modal.error.textContent = exc.message;
+    this._showError(slotOf(exc, this._fields.map((f) => f.name)), exc.message);
   }
 
   private async _submit(): Promise<boolean> {
