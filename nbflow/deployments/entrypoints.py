@@ -101,6 +101,26 @@ def flow_name_of(path: Path, name: str) -> str:
     return target.name_option or target.fn.name.replace("_", "-")
 
 
+def find_flows(path: Path) -> list[str]:
+    """The module-level names in a .py file that are flows (`@flow def`, `x = flow(fn)`,
+    `x = other.with_options(...)`), in file order, for a form that lets the user pick one."""
+    bindings = _bindings(_module(Path(path)))
+    found = []
+    for name, node in bindings.items():
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            decorators = [d.func if isinstance(d, ast.Call) else d for d in node.decorator_list]
+            if any(_is_flow(d) for d in decorators):
+                found.append(name)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            made = _is_flow(func) or (isinstance(func, ast.Call) and _is_flow(func.func))
+            renamed = isinstance(func, ast.Attribute) and func.attr == "with_options" \
+                and isinstance(func.value, ast.Name) and func.value.id in found
+            if made or renamed:
+                found.append(name)
+    return found
+
+
 def check_flow_parameters(path: Path, name: str, values: dict) -> dict:
     """Check parameter names against the flow's signature and convert text values by annotation."""
     for key in values:

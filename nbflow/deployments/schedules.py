@@ -47,7 +47,7 @@ from nbflow.errors import NbflowError
 
 __all__ = ["CATCH_UP_POLICIES", "DEFAULT_ANCHOR", "MAX_CATCH_UP", "MAX_INTERVAL_SECONDS", "CronSchedule",
            "IntervalSchedule", "Schedule", "ScheduleError", "describe", "due_slots", "parse_schedule",
-           "slot_key"]
+           "preview", "slot_key"]
 
 #: Interval slots are anchor + k * interval; the anchor is fixed so slots agree across processes.
 DEFAULT_ANCHOR = datetime(2000, 1, 1, tzinfo=timezone.utc)
@@ -390,6 +390,17 @@ def describe(schedule: Schedule) -> str:
         raise TypeError(f"describe() takes a CronSchedule or IntervalSchedule, not {schedule!r}.")
     words = _describe_cron(schedule._spec)
     return f"{words or f'cron {schedule.expression}'} ({schedule.timezone})"
+
+
+def preview(spec: dict[str, Any], now: datetime, count: int = 3) -> dict[str, Any]:
+    """A schedule body checked, in words, and its next `count` fire times after `now` (ISO 8601 UTC),
+    for a form that shows what a schedule means before it is saved. Raises ScheduleError."""
+    schedule = parse_schedule(spec)
+    if schedule is None:
+        raise ScheduleError("Give a schedule to preview: a cron expression or an interval.", field="schedule")
+    times = schedule.next_times(now, count=count)
+    return {"schedule": schedule.to_dict(), "description": describe(schedule),
+            "next_times": [t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") for t in times]}
 
 
 # -- checking ------------------------------------------------------------------------------------

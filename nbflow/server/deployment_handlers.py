@@ -5,8 +5,11 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import allow_unauthenticated
 from tornado import web
 
-from nbflow.deployments import service
+import datetime as dt
+
+from nbflow.deployments import schedules, service, targets
 from nbflow.server import run_views, webhook_limits
+from nbflow.server.errors import bad_request
 from nbflow.server.handlers import NbflowHandler, Reply, api
 from nbflow.server.runs_api import page
 
@@ -152,13 +155,51 @@ _SANDBOX = ("sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inlin
 
 
 class OutputNotebookHandler(NbflowHandler):
-    """The executed notebook as HTML, for an iframe: sandboxed, no scripts, nothing fetched."""
+    """The executed notebook as HTML, for an iframe: sandboxed, no scripts, nothing fetched; or, with
+    `format=ipynb`, the notebook's own JSON (JupyterLab opens it as a read-only copy)."""
 
     @web.authenticated
     @api
-    def get(self, run_id: str) -> Reply:
+    def get(self, run_id: str) -> Reply | dict:
+        kind = self.get_argument("format", "html")
+        if kind == "ipynb":
+            return run_views.output_notebook_json(self.store, run_id)
+        if kind != "html":
+            raise bad_request(f"format must be html or ipynb; got {kind!r}.", "format")
         page = run_views.output_notebook_html(self.store, run_id)
         return Reply(page, "text/html; charset=utf-8", (("Content-Security-Policy", _SANDBOX),))
+
+
+class TargetHandler(NbflowHandler):
+    """What a file can be deployed as (a deploy form's first question)."""
+
+    @web.authenticated
+    @api
+    def get(self) -> dict:
+        return targets.describe_target(self.get_argument("path", ""))
+
+
+class SchedulePreviewHandler(NbflowHandler):
+    """A schedule in words and its next fire times, before a deployment is saved with it."""
+
+    @web.authenticated
+    @api(threads=None)
+    def get(self) -> dict:
+        arguments = self.arguments()
+        spec: dict = {}
+        if arguments.get("cron") is not None:
+            spec["cron"] = arguments["cron"]
+        if arguments.get("timezone"):
+            spec["timezone"] = arguments["timezone"]
+        if arguments.get("interval") is not None:
+            raw = arguments["interval"]
+            try:
+                spec["interval"] = int(raw)
+            except ValueError:
+                raise bad_request(f"interval must be a whole number of seconds; got {raw!r}.",
+                                  "schedule.interval") from None
+        limit, _ = page(arguments, default_limit=3)
+        return schedules.preview(spec, dt.datetime.now(dt.timezone.utc), min(limit, 10))
 
 
 class WorkersHandler(NbflowHandler):

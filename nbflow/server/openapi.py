@@ -32,6 +32,11 @@ _QUERY: dict[str, tuple[str, dict[str, Any]]] = {
     "since": ("only runs started at or after this ISO 8601 time (UTC without a zone)", {"type": "string"}),
     "until": ("only runs started before this ISO 8601 time", {"type": "string"}),
     "task_name": ("the failed task run of this name (default: the run's first failed task run)", {"type": "string"}),
+    "format": ("html (the default) or ipynb (the notebook's JSON)", {"type": "string", "enum": ["html", "ipynb"]}),
+    "path": ("a .ipynb or .py file, relative to the server's root dir", {"type": "string"}),
+    "cron": ("a cron expression such as '30 2 * * 1-5' (or give interval)", {"type": "string"}),
+    "timezone": ("the IANA time zone of the cron expression (default UTC)", {"type": "string"}),
+    "interval": ("seconds between runs (or give cron)", {"type": "integer", "minimum": 1}),
     "level": ("the lowest log level: a number such as 30, or DEBUG, INFO, WARNING, ERROR, CRITICAL",
               {"type": "string"}),
 }

@@ -52,7 +52,9 @@ ROUTES: tuple[Route, ...] = (
     Route(f"flow_runs/{RUN_ID}/graph", "/flow_runs/{id}/graph", deployments.RunGraphHandler,
           {"get": "The flow run's task graph, laid out (mapped tasks collapsed), with state colours"}),
     Route(f"flow_runs/{RUN_ID}/output_notebook", "/flow_runs/{id}/output_notebook",
-          deployments.OutputNotebookHandler, {"get": "The executed notebook of a notebook run, as HTML"}),
+          deployments.OutputNotebookHandler,
+          {"get": "The executed notebook of a notebook run, as HTML (or its nbformat JSON with format=ipynb)"},
+          query=("format",)),
     Route(f"flow_runs/{RUN_ID}/debug", "/flow_runs/{id}/debug", debug_handlers.DebugHandler,
           {"get": "What a failed run's first failed task run (or the task run with this id) kept for debugging: "
                   "the failure, its code, the values kept and those skipped"}, query=("task_name",)),
@@ -82,6 +84,12 @@ ROUTES: tuple[Route, ...] = (
           {"post": "Start a run of the deployment with this webhook; authenticated by the webhook's secret "
                    "(header X-Nbflow-Webhook-Secret), not the server's token"},
           public=True, body={"post": bodies.WEBHOOK}, max_body=SMALL_BODY, status={"post": (201,)}),
+    Route("targets", "/targets", deployments.TargetHandler,
+          {"get": "What a file can be deployed as: a notebook and its parameter schema, or the flows of a .py "
+                  "file and theirs"}, query=("path",)),
+    Route("schedule_preview", "/schedule_preview", deployments.SchedulePreviewHandler,
+          {"get": "A schedule (cron and timezone, or interval) checked, in words, with its next fire times"},
+          query=("cron", "timezone", "interval", "limit")),
     Route("work_pools", "/work_pools", deployments.WorkPoolsHandler,
           {"get": "Work pools and their live workers", "post": "Create a work pool"},
           body={"post": bodies.WORK_POOL}, max_body=SMALL_BODY, status={"post": (201,)}),

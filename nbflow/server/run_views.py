@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from nbflow import settings
@@ -57,6 +59,23 @@ def _iso(epoch: float | None) -> str | None:
 
 def output_notebook_html(store: Any, run_id: str) -> str:
     """The run's executed notebook rendered as one HTML page (no scripts run: the page sandboxes it)."""
+    target = _output_notebook(store, run_id)
+    stat = target.stat()
+    return _render(str(target), stat.st_mtime_ns, stat.st_size)
+
+
+def output_notebook_json(store: Any, run_id: str) -> dict[str, Any]:
+    """The run's executed notebook as nbformat JSON (for JupyterLab's notebook viewer)."""
+    target = _output_notebook(store, run_id)
+    try:
+        return json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ApiError(422, f"The output notebook {target} cannot be read as a notebook: {exc}",
+                       field="output_notebook") from None
+
+
+def _output_notebook(store: Any, run_id: str) -> Path:
+    """The path of the run's output notebook, confined to the allowed roots; 404/422 otherwise."""
     run = queries.flow_run(store, run_id)
     path = run.get("output_notebook")
     if not path:
@@ -68,8 +87,7 @@ def output_notebook_html(store: Any, run_id: str) -> str:
                        field="output_notebook") from None
     if target.suffix != ".ipynb" or not os.path.isfile(target):
         raise ApiError(404, f"The output notebook of flow run {run['id']} is no longer at {path}.")
-    stat = target.stat()
-    return _render(str(target), stat.st_mtime_ns, stat.st_size)
+    return target
 
 
 @functools.lru_cache(maxsize=32)

@@ -505,3 +505,15 @@ def test_due_slots_for_1000_deployments_is_fast() -> None:
     elapsed = time.perf_counter() - start
     assert sum(map(len, slots)) > 10_000
     assert elapsed < 0.5, f"1,000 deployments took {elapsed * 1000:.0f} ms"
+
+
+def test_preview_gives_words_and_the_next_fire_times_in_utc() -> None:
+    now = datetime(2026, 3, 27, 12, 0, tzinfo=timezone.utc)  # a Friday; Paris goes to summer time on the 29th
+    preview = schedules.preview({"cron": "0 6 * * 1-5", "timezone": "Europe/Paris"}, now)
+    assert preview["schedule"] == {"cron": "0 6 * * 1-5", "timezone": "Europe/Paris"}
+    assert preview["next_times"] == ["2026-03-30T04:00:00Z", "2026-03-31T04:00:00Z", "2026-04-01T04:00:00Z"]
+    assert preview["description"] == describe(schedules.parse_schedule(preview["schedule"]))
+    assert schedules.preview({"interval": 90}, now, count=1)["next_times"] == ["2026-03-27T12:01:30Z"]
+    with pytest.raises(ScheduleError) as refused:
+        schedules.preview({}, now)
+    assert refused.value.field == "schedule"

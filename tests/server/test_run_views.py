@@ -79,6 +79,12 @@ def test_output_notebook_is_served_as_sandboxed_html(server, tmp_path) -> None:
         assert response.headers["Content-Type"].startswith("text/html")
     assert "the answer is 42" in page and "<html" in page
     assert policy.startswith("sandbox") and "default-src 'none'" in policy
+    # JupyterLab opens the same notebook as nbformat JSON, in its own viewer
+    status, notebook = server.request("GET", f"flow_runs/{run['id']}/output_notebook?format=ipynb")
+    assert status == 200 and notebook["nbformat"] == 4
+    assert any("the answer is 42" in "".join(o.get("text", "")) for c in notebook["cells"] for o in c.get("outputs", []))
+    status, error = server.request("GET", f"flow_runs/{run['id']}/output_notebook?format=pdf")
+    assert status == 400 and error["field"] == "format" and "html or ipynb" in error["message"]
 
 
 def test_parameter_schema_and_workers(server, tmp_path) -> None:
@@ -165,3 +171,50 @@ def test_flow_runs_filter_by_deployment_and_time_and_logs_by_level(server, tmp_p
     assert [line["message"] for line in warnings] == ["careful now"]
     assert server.request("GET", f"flow_runs/{child['id']}/logs?level=30")[1] == warnings
     assert server.request("GET", f"flow_runs/{child['id']}/logs?level=loud")[0] == 400
+
+
+def test_targets_describe_what_a_file_can_be_deployed_as(server, tmp_path) -> None:
+    notebook = write_notebook(tmp_path / "target.ipynb", "n_days = 7\nregion = 'all'", "print(n_days)")
+    flows = write_flow_file(tmp_path / "two_flows.py", """
+        from nbflow import flow
+
+        def helper(x):
+            return x
+
+        @flow(name="load-all")
+        def load(rows: int, label: str = "x") -> None:
+            pass
+
+        @flow
+        def report() -> None:
+            pass
+
+        nightly = report.with_options(name="nightly-report")
+    """)
+    status, target = server.request("GET", f"targets?path={notebook}")
+    assert status == 200 and target["kind"] == "notebook" and target["flow_name"] == "target"
+    assert target["parameter_schema"]["n_days"] == {"type": "int", "default": 7, "required": False, "help": ""}
+    status, target = server.request("GET", f"targets?path={flows}")
+    assert status == 200 and target["kind"] == "flow"
+    assert [(f["function"], f["flow_name"]) for f in target["flows"]] == [
+        ("load", "load-all"), ("report", "report"), ("nightly", "nightly-report")]
+    assert target["flows"][0]["entrypoint"] == f"{flows}:load"
+    assert target["flows"][0]["parameter_schema"]["rows"]["required"] is True
+    for path, status_code, words in [("/etc/passwd", 422, "allowed"), (tmp_path / "none.ipynb", 404, "No file"),
+                                     (tmp_path / "data.csv", 422, "neither a notebook")]:
+        status, error = server.request("GET", f"targets?path={path}")
+        assert status == status_code and error["field"] == "path" and words in error["message"], error
+    assert server.request("GET", "targets")[0] == 400
+
+
+def test_schedule_preview_says_when_a_schedule_fires(server) -> None:
+    status, preview = server.request("GET", "schedule_preview?cron=0+6+*+*+1-5&timezone=Europe/Paris")
+    assert status == 200 and preview["schedule"] == {"cron": "0 6 * * 1-5", "timezone": "Europe/Paris"}
+    assert "Europe/Paris" in preview["description"] and len(preview["next_times"]) == 3
+    assert all(t.endswith("Z") and t[11:16] in ("04:00", "05:00") for t in preview["next_times"])  # 06:00 Paris
+    status, preview = server.request("GET", "schedule_preview?interval=3600&limit=2")
+    assert status == 200 and preview["description"] == "every hour" and len(preview["next_times"]) == 2
+    for query, field in [("cron=61+*+*+*+*", "schedule.cron"), ("cron=0+6+*+*+*&timezone=Mars/Olympus", "schedule.timezone"),
+                         ("interval=soon", "schedule.interval"), ("", "schedule")]:
+        status, error = server.request("GET", f"schedule_preview?{query}")
+        assert status in (400, 422) and error["field"] == field, (query, error)

@@ -2,7 +2,7 @@
 // `mount(root, route) -> {destroy()}`; the router destroys the old view (stopping its polls)
 // before it mounts the next one, so only the visible page talks to the server.
 
-import { onConnection } from "./js/api.js";
+import { EMBEDDED, onConnection } from "./js/api.js";
 import { h, fill } from "./js/dom.js";
 import { mountRuns } from "./js/runs.js";
 import { mountRunDetail } from "./js/run_detail.js";
@@ -72,6 +72,7 @@ function route() {
 }
 
 function start() {
+  document.body.classList.toggle("embedded", EMBEDDED);
   const banner = document.querySelector('[data-testid="offline-banner"]');
   onConnection((online) => {
     banner.hidden = online;

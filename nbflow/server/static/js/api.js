@@ -19,6 +19,14 @@ function guessBase() {
   return at >= 0 ? path.slice(0, at + 1) : "/";
 }
 
+/** Shown inside JupyterLab's nbflow tab (`?embed=lab`): no top bar; the output notebook opens in Lab. */
+export const EMBEDDED = new URLSearchParams(window.location.search).get("embed") === "lab";
+
+/** Ask the JupyterLab page around this one to open the run's output notebook in Lab's own viewer. */
+export function openInLab(runId) {
+  window.parent.postMessage({ nbflow: "open-output-notebook", run_id: runId }, window.location.origin);
+}
+
 /** Jupyter's base_url, ending with "/". */
 export const BASE_URL = withSlash(meta("nbflow-base-url") || guessBase());
 /** Absolute path of the API, ending with "/". */

@@ -4,7 +4,7 @@
 // when the graph changed. Cancel and Retry are the API's cancel and "start a deployment run" calls;
 // "Debug in a notebook" downloads the notebook that brings a failed task run's inputs back.
 
-import { ApiError, apiUrl, get, getText, poll, post } from "./api.js";
+import { ApiError, EMBEDDED, apiUrl, get, getText, openInLab, poll, post } from "./api.js";
 import {
   FINAL_STATES, KeyedRows, RUNNING_STATES, badge, cells, durationOf, fill, fmtDuration, h, runHref, setBadge,
   setText, shortId, stateCounts, table, timeCell,
@@ -235,6 +235,8 @@ export function mountRunDetail(root, { params }) {
       notebookFrame = h("iframe", { class: "notebook", "data-testid": "output-notebook", sandbox: "", title: "Output notebook" });
       fill(notebookSection,
         h("div", { class: "page-head" }, h("h2", null, "Output notebook"), h("span", { class: "spacer" }),
+          EMBEDDED ? h("button", { type: "button", class: "primary", "data-testid": "open-in-lab",
+            onclick: () => openInLab(run.id) }, "Open in JupyterLab") : null,
           h("a", { href: apiUrl(`flow_runs/${run.id}/output_notebook`), target: "_blank", rel: "noopener" },
             "open in a new tab")),
         h("p", { class: "muted mono" }, run.output_notebook), notebookNote, notebookFrame);

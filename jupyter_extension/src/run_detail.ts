@@ -1,0 +1,88 @@
+// A flow run's detail in a main-area tab: the dashboard's own run page (state, graph, timeline,
+// task runs, logs, cancel/retry) in a same-origin frame, so one piece of code draws run graphs,
+// under a Lab toolbar with what only Lab can do: open the output notebook in Lab's viewer.
+
+import { IFrame, MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
+import { launchIcon, notebookIcon, refreshIcon } from '@jupyterlab/ui-components';
+
+import { get, IFlowRun, pageUrl } from './api';
+import { nbflowIcon } from './icon';
+import { FINAL } from './logic';
+
+/** The dashboard page of a run, embedded (no top bar; "Open in JupyterLab" for its notebook). */
+export function runPageUrl(runId: string): string {
+  return `${pageUrl('nbflow/')}?embed=lab#/runs/${encodeURIComponent(runId)}`;
+}
+
+export class RunDetail extends MainAreaWidget<IFrame> {
+  readonly runId: string;
+  private _run: IFlowRun | null = null;
+  private _openNotebook: ToolbarButton;
+  private _onMessage: (event: MessageEvent) => void;
+
+  constructor(runId: string, openOutputNotebook: (run: IFlowRun) => void) {
+    const content = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-forms', 'allow-popups'] });
+    super({ content });
+    this.runId = runId;
+    this.id = `nbflow-run-${runId}`;
+    this.addClass('nbflow-RunDetail');
+    this.title.label = `Run ${runId.slice(0, 8)}`;
+    this.title.icon = nbflowIcon;
+    this.title.closable = true;
+    content.url = runPageUrl(runId);
+    this._openNotebook = new ToolbarButton({
+      icon: notebookIcon,
+      label: 'Open output notebook',
+      tooltip: "Open the run's executed notebook in JupyterLab (a read-only copy)",
+      onClick: () => this._run && openOutputNotebook(this._run),
+      enabled: false
+    });
+    this._openNotebook.node.dataset.testid = 'nbflow-open-output';
+    this.toolbar.addItem('output-notebook', this._openNotebook);
+    this.toolbar.addItem('refresh', new ToolbarButton({
+      icon: refreshIcon,
+      tooltip: 'Reload the run',
+      onClick: () => {
+        content.url = '';
+        content.url = runPageUrl(runId);
+        void this.refresh();
+      }
+    }));
+    this.toolbar.addItem('dashboard', new ToolbarButton({
+      icon: launchIcon,
+      label: 'Dashboard',
+      tooltip: 'Open this run in the nbflow dashboard, in a browser tab',
+      onClick: () => window.open(pageUrl(`nbflow/#/runs/${encodeURIComponent(runId)}`), '_blank', 'noopener')
+    }));
+    this._onMessage = (event: MessageEvent) => {
+      const frame = content.node.querySelector('iframe');
+      if (event.origin !== window.location.origin || !frame || event.source !== frame.contentWindow) return;
+      const data = event.data;
+      if (data && data.nbflow === 'open-output-notebook' && typeof data.run_id === 'string') {
+        void get<IFlowRun>(`flow_runs/${data.run_id}`).then(openOutputNotebook);
+      }
+    };
+    window.addEventListener('message', this._onMessage);
+    void this.refresh();
+  }
+
+  /** Read the run for the title and the output-notebook button (again until it has one or ends). */
+  async refresh(): Promise<void> {
+    try {
+      this._run = await get<IFlowRun>(`flow_runs/${this.runId}`);
+    } catch (exc) {
+      return;
+    }
+    this.title.label = `${this._run.flow_name} · ${this.runId.slice(0, 8)}`;
+    this.title.caption = `nbflow flow run ${this._run.id}: ${this._run.state}`;
+    this._openNotebook.enabled = Boolean(this._run.output_notebook);
+    if (!this._run.output_notebook && !FINAL.has(this._run.state) && !this.isDisposed) {
+      setTimeout(() => !this.isDisposed && void this.refresh(), 3000);
+    }
+  }
+
+  dispose(): void {
+    window.removeEventListener('message', this._onMessage);
+    super.dispose();
+  }
+}
