@@ -5,12 +5,19 @@ import { describe, expect, it } from 'vitest';
 import { collect, fieldsFor } from './dashboard';
 
 describe('the parameter form from a parameter schema', () => {
+  // Prefect's parameter schema (JSON schema), as GET targets and the deployments routes send it.
   const schema = {
-    n: { type: 'int', default: 3, required: false },
-    rate: { type: 'float', default: 0.5 },
-    region: { type: 'str', default: 'eu' },
-    tags: { type: 'list', default: ['a'] },
-    needed: { type: 'int', required: true }
+    title: 'Parameters',
+    type: 'object',
+    properties: {
+      n: { type: 'integer', default: 3, position: 0 },
+      rate: { type: 'number', default: 0.5, position: 1 },
+      region: { type: 'string', default: 'eu', position: 2 },
+      tags: { type: 'array', items: { type: 'string' }, default: ['a'], position: 3 },
+      needed: { type: 'integer', position: 4 }
+    },
+    required: ['needed'],
+    definitions: {}
   };
 
   it('has a field per parameter with its default, and sends typed values', () => {
