@@ -16,7 +16,7 @@ from nbflow import api
 from nbflow.engine.caching import cache_index
 from nbflow.errors import NbflowError
 from nbflow.notebook.cell_analysis import CellSyntaxError
-from nbflow.notebook.cell_runner import CellOptions, run_cell
+from nbflow.notebook.cell_runner import CellOptions, cell_output, run_cell
 from nbflow.notebook.rerun import rerun_stale_cells
 
 _DURATION = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)(?P<unit>[smhdw]?)$")
@@ -25,7 +25,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 TASK_USAGE = ("usage: %%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--cache [EXPIRY]] "
               "[--inputs a,b] [--outputs c]")
-NBFLOW_USAGE = """usage: %nbflow runs [--flow-name NAME] [--state STATE] [--limit N]
+NBFLOW_USAGE = """usage: %nbflow runs [--all] [--flow-name NAME] [--state STATE] [--limit N]
        %nbflow graph [RUN_ID]
        %nbflow cache clear
        %nbflow sql QUERY
@@ -64,7 +64,7 @@ class NbflowMagics(Magics):
     @argument("--inputs", default=None, help="comma-separated input variables (instead of the detected ones)")
     @argument("--outputs", default=None, help="comma-separated output variables (instead of the detected ones)")
     @cell_magic
-    def task(self, line: str, cell: str) -> None:
+    def task(self, line: str, cell: str) -> Any:
         """Run the cell as a tracked nbflow task run, with retries, a timeout and caching."""
         usage = TASK_USAGE
         try:
@@ -73,7 +73,7 @@ class NbflowMagics(Magics):
             raise UsageError(f"{str(exc).strip()}\n{usage}") from None
         options = self._cell_options(args, usage)
         try:
-            run_cell(self.shell, cell, options)
+            return cell_output(run_cell(self.shell, cell, options))
         except CellSyntaxError as exc:
             raise SyntaxError(str(exc)) from None
 
@@ -112,7 +112,11 @@ class NbflowMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _cmd_runs(self, rest: str) -> Any:
+        from nbflow.notebook.run_list import run_table
+        from nbflow.notebook.session import notebook_flow_name
+
         parser = argparse.ArgumentParser(prog="%nbflow runs", add_help=False, exit_on_error=False)
+        parser.add_argument("--all", action="store_true")
         parser.add_argument("--flow-name")
         parser.add_argument("--state")
         parser.add_argument("--limit", type=int, default=20)
@@ -120,7 +124,17 @@ class NbflowMagics(Magics):
             args = parser.parse_args(shlex.split(rest))
         except (argparse.ArgumentError, SystemExit) as exc:
             raise UsageError(f"{exc}\n{NBFLOW_USAGE}") from None
-        return api.runs(flow_name=args.flow_name, state=args.state, limit=args.limit)
+        if args.limit <= 0:
+            raise UsageError(f"--limit must be 1 or more; got {args.limit}.\n{NBFLOW_USAGE}")
+        mine = not (args.all or args.flow_name)
+        table = run_table(flow_name=args.flow_name, state=args.state, limit=args.limit,
+                          notebook=notebook_flow_name() if mine else None)
+        if table.empty:
+            where = "of this notebook" if mine else "in the store"
+            print(f"No flow runs {where} yet{' in that state' if args.state else ''}"
+                  f"{' (%nbflow runs --all lists every run in the store)' if mine else ''}.")
+            return None
+        return table
 
     def _cmd_graph(self, rest: str) -> Any:
         from nbflow.notebook.widgets import view
