@@ -139,10 +139,13 @@ class NbflowMagics(Magics):
     def _cmd_graph(self, rest: str) -> Any:
         from nbflow.notebook.widgets import view
 
+        from nbflow.notebook.run_list import newest_run_id
+        from nbflow.notebook.session import notebook_flow_name
+
         run_id = rest.strip() or None
         if run_id is not None and len(run_id.split()) > 1:
             raise UsageError(f"%nbflow graph takes one run id.\n{NBFLOW_USAGE}")
-        return view(run_id)
+        return view(run_id or newest_run_id(notebook_flow_name()))
 
     def _cmd_cache(self, rest: str) -> Any:
         if rest.strip() != "clear":

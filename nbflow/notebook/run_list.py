@@ -29,8 +29,9 @@ def run_table(flow_name: str | None = None, state: str | None = None, limit: int
 
     where, params = [], []
     if notebook is not None:
-        where.append("(f.flow_name = ? OR (f.host = ? AND f.pid = ? AND abs(coalesce(f.process_start, 0) - ?) < 2))")
-        params += [notebook, socket.gethostname(), os.getpid(), process_start_time(os.getpid()) or 0.0]
+        condition, values = _notebook_condition(notebook)
+        where.append(condition)
+        params += values
     if flow_name is not None:
         where.append("f.flow_name = ?")
         params.append(flow_name)
@@ -47,6 +48,20 @@ def run_table(flow_name: str | None = None, state: str | None = None, limit: int
     rows = [(r.id[:8], r.flow_name, r.state, _when(r.start), fmt_duration(_number(r.duration_s)),
              int(r.tasks), _short(r.state_message)) for r in frame.itertuples()]
     return pd.DataFrame(rows, columns=list(COLUMNS)).set_index("run")
+
+
+def newest_run_id(notebook: str) -> str | None:
+    """The id of this notebook's newest flow run (as run_table lists them), or None."""
+    where, params = _notebook_condition(notebook)
+    frame = api.sql(f"SELECT f.id FROM flow_runs f WHERE {where} ORDER BY "
+                    "coalesce(f.start_time, f.scheduled_time, f.created) DESC NULLS LAST, f.id LIMIT 1", params)
+    return None if frame.empty else str(frame["id"].iloc[0])
+
+
+def _notebook_condition(notebook: str) -> tuple[str, list]:
+    """Runs of the notebook's flow, and runs this kernel process started."""
+    return ("(f.flow_name = ? OR (f.host = ? AND f.pid = ? AND abs(coalesce(f.process_start, 0) - ?) < 2))",
+            [notebook, socket.gethostname(), os.getpid(), process_start_time(os.getpid()) or 0.0])
 
 
 def _number(value: Any) -> float | None:

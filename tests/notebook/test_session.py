@@ -41,7 +41,6 @@ def test_each_stretch_of_cells_is_a_flow_run_that_ends_when_the_kernel_idles(tmp
     def elsewhere() -> int:
         return 1
 
-    elsewhere()  # another notebook's or script's run: not listed by this notebook's `%nbflow runs`
     kernel = LiveKernel(tmp_path, env={"JPY_SESSION_NAME": str(tmp_path / "sales.ipynb")})
     try:
         kernel.execute(LOAD)
@@ -58,6 +57,7 @@ def test_each_stretch_of_cells_is_a_flow_run_that_ends_when_the_kernel_idles(tmp
         assert [(o["output_type"], o["data"]["text/plain"]) for o in again] == [("execute_result", "3")]
         kernel.execute("%%task broken\n1 / 0")
         kernel.execute("import nbflow\n@nbflow.flow\ndef mine():\n    return 2\nmine()")
+        elsewhere()  # another notebook's or script's run, newer: not this notebook's
         # The cache hit and the failure are the second run.
         assert wait_for(lambda: runs_of("sales")["state"].tolist() == ["Completed", "Failed"]), runs_of("sales")
         assert "Cell 'broken' ended Failed" in runs_of("sales")["state_message"][1]
@@ -70,6 +70,8 @@ def test_each_stretch_of_cells_is_a_flow_run_that_ends_when_the_kernel_idles(tmp
         assert "Cell 'broken' ended Failed" in table
         everything = kernel.execute("%nbflow runs --all")[0]["data"]["text/html"]
         assert "elsewhere" in everything
+        graph = kernel.execute("%nbflow graph")  # this notebook's newest run, not the store's
+        assert "RunView(flow run 'mine'" in text(graph)
         usage = text(kernel.execute("%nbflow runs --limit 0"))
         assert "--limit must be 1 or more" in usage
     finally:
