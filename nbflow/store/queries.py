@@ -64,9 +64,12 @@ def runs(store: "EmbeddedStore", flow_name: str | None = None,
         sql = _limit(_runs_sql(columns, where), params, limit, offset)
         return _parse_json(store.query(sql, params))
 
-    def last_time(frame: "pandas.DataFrame") -> Any:
-        start = _plain(frame["start_time"].iloc[-1])
-        return _plain(frame["created"].iloc[-1]) if start is None else start
+    def last_time(frame: "pandas.DataFrame") -> Any:  # the last run's _RUN_ORDER time
+        for column in ("start_time", "scheduled_time", "created"):
+            value = _plain(frame[column].iloc[-1])
+            if value is not None:
+                return value
+        return None
 
     frame = _page_of_runs(store, store.query, columns, where, params, int(limit), int(offset), last_time)
     return _parse_json(frame)
@@ -96,8 +99,9 @@ def run_rows(store: "EmbeddedStore", fields: Iterable[str], flow_name: str | Non
     return found
 
 
-#: flow runs sort newest first by this; a run not started yet by when it was created.
-_RUN_ORDER = "coalesce(start_time, created)"
+#: flow runs sort newest first by this; a run not started yet by when it is scheduled to start,
+#: else by when it was created.
+_RUN_ORDER = "coalesce(start_time, scheduled_time, created)"
 _NEVER = "'-infinity'::TIMESTAMP"
 #: (store, filters, offset + limit) -> the time of that page's last run when it was last read in
 #: this process, as text (see _page_of_runs). Only a hint: a wrong one costs a second statement.
@@ -168,7 +172,7 @@ def _runs_sql(columns: str, where: list[str]) -> str:
 
 def _runs_since_sql(columns: str, where: list[str]) -> str:
     """_runs_sql of the runs at least as new as a time: the started ones (start_time >= it) and
-    those not started (created >= it), as two scans that DuckDB filters while reading the time
+    those not started (scheduled or created >= it), as two scans that DuckDB filters while reading the time
     columns, before it reads the others (one `OR` would make it read them for every run not
     started). Parameters: those of `where` and the time (text), twice."""
     def part(conditions: list[str]) -> str:
@@ -176,7 +180,7 @@ def _runs_since_sql(columns: str, where: list[str]) -> str:
                 f"WHERE {' AND '.join(conditions)}")
 
     started = part([*where, "start_time >= CAST(? AS TIMESTAMP)"])
-    waiting = part([*where, "start_time IS NULL", "created >= CAST(? AS TIMESTAMP)"])
+    waiting = part([*where, "start_time IS NULL", "coalesce(scheduled_time, created) >= CAST(? AS TIMESTAMP)"])
     return (f"SELECT * EXCLUDE (sort_time, sort_id) FROM ({started} UNION ALL {waiting}) "
             f"ORDER BY sort_time DESC NULLS LAST, sort_id")
 
@@ -211,8 +215,9 @@ def logs(store: "EmbeddedStore", run_id: str) -> "pandas.DataFrame":
 def flows(store: "EmbeddedStore") -> "pandas.DataFrame":
     """One row per flow: its name, how many runs, when the last one started and how it ended."""
     sql = (
+        # the last run that started (not a slot scheduled ahead), else the newest one
         "SELECT flow_name, count(*) AS runs, max(start_time) AS last_run_start, "
-        "arg_max(state, coalesce(start_time, created)) AS last_state FROM flow_runs "
+        "coalesce(arg_max(state, start_time), arg_max(state, created)) AS last_state FROM flow_runs "
         "GROUP BY flow_name ORDER BY max(coalesce(start_time, created)) DESC NULLS LAST, flow_name"
     )
     return store.query(sql)
