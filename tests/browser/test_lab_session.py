@@ -1,6 +1,6 @@
-"""A notebook's flow run when JupyterLab itself is stopped (SIGTERM, as a service manager or Ctrl-C
-does): the kernel ends its open run Completed, never Crashed. A real Jupyter server and kernel;
-no browser is needed."""
+"""JupyterLab with nbflow, started and stopped as a user does: no warning at start, and a notebook's
+open flow run ends Completed, never Crashed, when JupyterLab is stopped (SIGTERM, as a service
+manager or Ctrl-C does). A real Jupyter server and kernel; no browser is needed."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ def test_stopping_jupyter_ends_the_open_notebook_run_completed(tmp_path: Path) -
         assert time.monotonic() - started < 4, lab.log_tail()
     finally:
         lab.stop()
+    log = lab.log_path.read_text(errors="replace")
+    assert "nbflow | extension was successfully loaded" in log
+    assert "not recognized by `NbflowApp`" not in log  # --no-browser sets ExtensionApp.open_browser
     summary = lab.flow_run_summary("demo")
     assert summary is not None and summary["state"] == "Completed", (summary, lab.log_tail())
     assert summary["task_states"] == ["Completed"]
