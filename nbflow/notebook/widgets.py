@@ -100,6 +100,7 @@ class RunView(widgets.VBox):
             raise
         self.graph = graph
         self._ids: list[str] = []
+        self._arrows: tuple[Any, Any] | None = None  # arrowheads to send after the next batch
         self._structure = -1
         self._selected: str | None = None
         self._hover: list[str] = []
@@ -288,6 +289,14 @@ class RunView(widgets.VBox):
             hover = [_hover(n) for n in nodes]
             if hover != self._hover:  # text is slow to validate: send it only when it changed
                 fig.data[NODES].hovertext = bars.hovertext = self._hover = hover
+        if self._arrows is not None:
+            # Apart from the batch: a trace in a batch loses, in the browser, the properties that
+            # other traces of the batch set and it did not (its mode, its colour).
+            (x, y), self._arrows = self._arrows, None
+            fig.plotly_restyle({"x": [x], "y": [y], "mode": "markers", "hoverinfo": "skip",
+                                "marker.size": [np.tile([0.0, 9.0, 0.0], len(x) // 3)],
+                                "marker.symbol": "arrow", "marker.angleref": "previous",
+                                "marker.color": "#8d96a0", "marker.line.width": 0}, trace_indexes=[ARROWS])
 
     def _draw_structure(self, nodes: list[TaskNode]) -> None:
         fig = self.figure
@@ -305,10 +314,9 @@ class RunView(widgets.VBox):
             edge_y += [y1, y2, np.nan]
             arrow_x += [x1, (x1 + x2) / 2, np.nan]
             arrow_y += [y1, (y1 + y2) / 2, np.nan]
-        arrows = fig.data[ARROWS]
-        shown = len(arrow_x) <= 3 * ARROWS_UP_TO
-        arrows.x, arrows.y = (np.array(arrow_x), np.array(arrow_y)) if shown else ([], [])
-        arrows.marker.size = np.tile([0.0, 9.0, 0.0], len(arrow_x) // 3) if shown else 0
+        if len(arrow_x) > 3 * ARROWS_UP_TO:
+            arrow_x = arrow_y = []
+        self._arrows = (np.array(arrow_x), np.array(arrow_y))
         count = len(nodes)
         points = fig.data[NODES]
         points.x, points.y = xs, ys
