@@ -4,7 +4,8 @@ Every time the user runs cells — one Shift-Enter, a selection, "Run All", `%nb
 %%task cells that run before the kernel goes idle are the task runs of one flow run, named
 after the notebook (from `JPY_SESSION_NAME`, which Jupyter sets to the notebook's path). The
 run starts with the first %%task cell, is Running while cells execute, and ends as soon as the
-kernel has been idle for IDLE_SECONDS: Completed, or Failed naming the cell that raised. A
+kernel has been idle for IDLE_SECONDS: Completed, Failed naming the cell that raised, or
+Cancelled when the user interrupted the kernel. A
 kernel that shuts down (normally, or on SIGTERM) ends its open run the same way, so no run
 stays Running for as long as the kernel lives and a normal shutdown is never Crashed.
 
@@ -71,6 +72,7 @@ class NotebookSession:
         self.producers: dict[str, str] = {}
         self._failed: dict[str, str] = {}  # task cell -> why its last run in the open run failed
         self._error: str | None = None     # a plain cell of the open run that raised
+        self._interrupted = False           # the user interrupted the kernel during the open run
         self._lock = threading.Lock()
         self._busy = False                  # a cell is executing
         self._idle_since = 0                # bumped at every cell start: a stale timer does nothing
@@ -93,6 +95,7 @@ class NotebookSession:
                 self._use(run)
                 self._failed.clear()
                 self._error = None
+                self._interrupted = False
             assert self.context is not None
             return self.context
 
@@ -125,7 +128,9 @@ class NotebookSession:
         with self._lock:
             self._busy = False
             error = getattr(result, "error_in_exec", None) if result is not None else None
-            if error is not None and self.context is not None and not self._failed and self._error is None:
+            if isinstance(error, KeyboardInterrupt) and self.context is not None:
+                self._interrupted = True
+            elif error is not None and self.context is not None and not self._failed and self._error is None:
                 self._error = f"A cell raised {type(error).__name__}: {error}"
             if self.context is None or self.adopted:
                 return
@@ -161,7 +166,9 @@ class NotebookSession:
         self.context = None
         if run.state is None or run.state.is_final():
             return
-        if self._failed:
+        if self._interrupted:
+            enter_flow_state(run, "Cancelled", "Interrupted: the kernel was interrupted while a cell ran")
+        elif self._failed:
             name, why = next(iter(self._failed.items()))
             more = f" (and {len(self._failed) - 1} more)" if len(self._failed) > 1 else ""
             enter_flow_state(run, "Failed", f"Cell '{name}' ended {why}{more}")

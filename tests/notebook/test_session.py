@@ -1,12 +1,14 @@
 """The notebook's flow runs as a Jupyter user meets them, in real kernels driven cell by cell:
-one run per stretch of execution that ends when the kernel idles, `%nbflow runs`, Out[n], and a
-kernel stopped by SIGTERM ending its open run instead of leaving it to be marked Crashed."""
+one run per stretch of execution that ends when the kernel idles, `%nbflow runs`, Out[n], an
+interrupt, and a kernel stopped by SIGTERM ending its open run instead of leaving it to be marked
+Crashed."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -79,15 +81,27 @@ def test_each_stretch_of_cells_is_a_flow_run_that_ends_when_the_kernel_idles(tmp
     assert set(runs_of("sales")["state"]) == {"Completed", "Failed"}  # nothing was left Running
 
 
-def test_sigterm_ends_the_open_run_completed_not_crashed(tmp_path: Path) -> None:
+def test_an_interrupt_cancels_the_run_and_sigterm_ends_the_open_run_completed(tmp_path: Path) -> None:
     kernel = LiveKernel(tmp_path, env={"JPY_SESSION_NAME": str(tmp_path / "report.ipynb")})
+    started = tmp_path / "started"
+
+    def interrupt_once_started() -> None:
+        wait_for(started.exists)
+        kernel.manager.interrupt_kernel()  # the notebook's stop button
+
     try:
         kernel.execute(LOAD)
+        stopper = threading.Thread(target=interrupt_once_started)
+        stopper.start()
+        shown = kernel.execute(f"%%task slow\nimport time\nopen({str(started)!r}, 'w').close()\ntime.sleep(60)")
+        stopper.join()
+        assert [o.get("ename") for o in shown if o["output_type"] == "error"] == ["KeyboardInterrupt"]
+        assert wait_for(lambda: runs_of("report")["state"].tolist() == ["Cancelled"]), runs_of("report")
         kernel.execute("%%task\nx = 1")
         os.kill(kernel.pid, signal.SIGTERM)  # within the idle second: the run is still open
         kernel.manager.provisioner.process.wait(20)
     finally:
         kernel.stop()
     run = runs_of("report")
-    assert run["state"].tolist() == ["Completed"], run[["state", "state_message"]]
-    assert run["state_message"][0] == "The kernel shut down"
+    assert run["state"].tolist() == ["Cancelled", "Completed"], run[["state", "state_message"]]
+    assert run["state_message"].tolist()[1] == "The kernel shut down"
