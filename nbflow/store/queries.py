@@ -127,7 +127,7 @@ def _page_of_runs(store: Any, execute: Callable[[str, list], Any], columns: str,
     since = _page_starts.get(page)
     result = None
     if since is not None:
-        values = [*params, since, *params, since]  # text: an ApiStore sends its parameters as JSON
+        values = [*params, since, *params, since, *params, since]  # text: an ApiStore sends JSON
         result = execute(_limit(_runs_since_sql(columns, where), values, limit, offset), values)
     if result is None or len(result) < limit:
         values = [*params, page_end, page_end, *params]
@@ -171,17 +171,19 @@ def _runs_sql(columns: str, where: list[str]) -> str:
 
 
 def _runs_since_sql(columns: str, where: list[str]) -> str:
-    """_runs_sql of the runs at least as new as a time: the started ones (start_time >= it) and
-    those not started (scheduled or created >= it), as two scans that DuckDB filters while reading the time
-    columns, before it reads the others (one `OR` would make it read them for every run not
-    started). Parameters: those of `where` and the time (text), twice."""
+    """_runs_sql of the runs at least as new as a time: the started ones (start_time >= it), those
+    scheduled (scheduled_time >= it) and the others not started (created >= it), as three scans
+    that DuckDB filters on one time column each while reading it, skipping whole row groups by
+    their min/max, before it reads the others (an `OR` or a coalesce() would make it read them
+    all). Parameters: those of `where` and the time (text), three times."""
     def part(conditions: list[str]) -> str:
         return (f"SELECT {columns}, {_RUN_ORDER} AS sort_time, id AS sort_id FROM flow_runs "
                 f"WHERE {' AND '.join(conditions)}")
 
     started = part([*where, "start_time >= CAST(? AS TIMESTAMP)"])
-    waiting = part([*where, "start_time IS NULL", "coalesce(scheduled_time, created) >= CAST(? AS TIMESTAMP)"])
-    return (f"SELECT * EXCLUDE (sort_time, sort_id) FROM ({started} UNION ALL {waiting}) "
+    scheduled = part([*where, "scheduled_time >= CAST(? AS TIMESTAMP)", "start_time IS NULL"])
+    waiting = part([*where, "created >= CAST(? AS TIMESTAMP)", "start_time IS NULL", "scheduled_time IS NULL"])
+    return (f"SELECT * EXCLUDE (sort_time, sort_id) FROM ({started} UNION ALL {scheduled} UNION ALL {waiting}) "
             f"ORDER BY sort_time DESC NULLS LAST, sort_id")
 
 
