@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import datetime as dt
 import inspect
 import logging
@@ -130,7 +131,7 @@ def run_cell(shell: Any, source: str, options: CellOptions,
         if last_expression is not None:  # the cell's Out[n], as a plain cell's (kept for a cache hit)
             value = _run_code(last_expression, namespace)
             if value is not None and options.cache:
-                shown = shell.display_formatter.format(value)
+                shown = _jsonable_bundle(*shell.display_formatter.format(value))
         kept = {n: namespace[n] for n in sorted(outputs) if n in namespace}
         stdout, stderr, displays = capture.snapshot()
         return CellResult(kept, deleted, stdout, stderr, displays, shown, value)
@@ -189,6 +190,11 @@ def cell_output(state: State) -> Any:
     if state.name == "Cached":
         return ShownValue(*result.shown) if result.shown is not None else None
     return result.value
+
+
+def _jsonable_bundle(data: dict, metadata: dict) -> tuple[dict, dict]:
+    """A mimebundle as the kernel sends it: binary data (a PNG) as base64 text."""
+    return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in data.items()}, metadata
 
 
 def _record_output(run: Any, stdout: str, stderr: str) -> None:

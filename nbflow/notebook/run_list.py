@@ -40,11 +40,15 @@ def run_table(flow_name: str | None = None, state: str | None = None, limit: int
         params.append(state)
     conditions = f"WHERE {' AND '.join(where)}" if where else ""
     params.append(int(limit))
+    # task runs are counted for the runs shown only
     frame = api.sql(
-        "SELECT f.id, f.flow_name, f.state, f.state_message, epoch(f.start_time) AS start, "
-        "epoch(coalesce(f.start_time, f.scheduled_time, f.created)) AS sort_time, f.duration_s, "
-        "(SELECT count(*) FROM task_runs t WHERE t.flow_run_id = f.id) AS tasks "
-        f"FROM flow_runs f {conditions} ORDER BY sort_time DESC NULLS LAST, f.id LIMIT ?", params)
+        "WITH picked AS (SELECT f.id, f.flow_name, f.state, f.state_message, epoch(f.start_time) AS start, "
+        "epoch(coalesce(f.start_time, f.scheduled_time, f.created)) AS sort_time, f.duration_s "
+        f"FROM flow_runs f {conditions} ORDER BY sort_time DESC NULLS LAST, f.id LIMIT ?), "
+        "counted AS (SELECT flow_run_id, count(*) AS tasks FROM task_runs "
+        "WHERE flow_run_id IN (SELECT id FROM picked) GROUP BY flow_run_id) "
+        "SELECT p.*, coalesce(c.tasks, 0) AS tasks FROM picked p LEFT JOIN counted c ON c.flow_run_id = p.id "
+        "ORDER BY p.sort_time DESC NULLS LAST, p.id", params)
     rows = [(r.id[:8], r.flow_name, r.state, _when(r.start), fmt_duration(_number(r.duration_s)),
              int(r.tasks), _short(r.state_message)) for r in frame.itertuples()]
     return pd.DataFrame(rows, columns=list(COLUMNS)).set_index("run")

@@ -4,7 +4,7 @@ Every time the user runs cells — one Shift-Enter, a selection, "Run All", `%nb
 %%task cells that run before the kernel goes idle are the task runs of one flow run, named
 after the notebook (from `JPY_SESSION_NAME`, which Jupyter sets to the notebook's path). The
 run starts with the first %%task cell, is Running while cells execute, and ends as soon as the
-kernel has been idle for IDLE_SECONDS: Completed, Failed naming the cell that raised, or
+kernel has been idle for idle_seconds(): Completed, Failed naming the cell that raised, or
 Cancelled when the user interrupted the kernel. A
 kernel that shuts down (normally, or on SIGTERM) ends its open run the same way, so no run
 stays Running for as long as the kernel lives and a normal shutdown is never Crashed.
@@ -32,8 +32,18 @@ from nbflow.engine.transitions import enter_flow_state
 from nbflow.store.buffer import recorder
 
 DEFAULT_FLOW_NAME = "ipython-session"
-#: seconds the kernel stays idle (no cell executing) before its open flow run ends.
+#: seconds the kernel stays idle (no cell executing) before its open flow run ends, unless
+#: NBFLOW_NOTEBOOK_IDLE_SECONDS says otherwise.
 IDLE_SECONDS = 1.0
+
+
+def idle_seconds() -> float:
+    """How long the kernel idles before its open flow run ends (NBFLOW_NOTEBOOK_IDLE_SECONDS)."""
+    raw = os.environ.get("NBFLOW_NOTEBOOK_IDLE_SECONDS")
+    try:
+        return max(float(raw), 0.0) if raw else IDLE_SECONDS
+    except ValueError:
+        return IDLE_SECONDS
 
 
 def notebook_flow_name(environ: dict[str, str] | None = None) -> str:
@@ -135,7 +145,7 @@ class NotebookSession:
             if self.context is None or self.adopted:
                 return
             generation = self._idle_since
-            self._timer = threading.Timer(IDLE_SECONDS, self._idle, (generation,))
+            self._timer = threading.Timer(idle_seconds(), self._idle, (generation,))
             self._timer.daemon = True
             self._timer.start()
 

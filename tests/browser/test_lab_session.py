@@ -23,6 +23,9 @@ def test_stopping_jupyter_ends_the_open_notebook_run_completed(tmp_path: Path) -
         execute_in_kernel(lab, kernel, "%load_ext nbflow")
         shown = execute_in_kernel(lab, kernel, "%%task\nx = 41 + 1\nx")
         assert [o["data"]["text/plain"] for o in shown if o["output_type"] == "execute_result"] == ["42"]
+        listed = execute_in_kernel(lab, kernel, "%nbflow runs")  # read through the server's SQL route
+        table = [o["data"]["text/plain"] for o in listed if o["output_type"] == "execute_result"]
+        assert table and "demo" in table[0] and "Running" in table[0], listed
         started = time.monotonic()
         lab.stop()  # SIGTERM while the run is still open (the kernel idles for less than a second)
         # The kernel does not wait for the stopped server: it keeps its records for the next start

@@ -25,7 +25,8 @@ def run_notebook(cells: list[str], workdir: Path, *, allow_errors: bool = False,
     nb = make_notebook(cells)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                             resources={"metadata": {"path": str(workdir)}})
-    client.execute(env={**os.environ, **(env or {})})
+    # All cells are one flow run (the kernel shuts down after the last), however busy the machine.
+    client.execute(env={**os.environ, "NBFLOW_NOTEBOOK_IDLE_SECONDS": "10", **(env or {})})
     return nb
 
 

@@ -43,7 +43,9 @@ def test_each_stretch_of_cells_is_a_flow_run_that_ends_when_the_kernel_idles(tmp
     def elsewhere() -> int:
         return 1
 
-    kernel = LiveKernel(tmp_path, env={"JPY_SESSION_NAME": str(tmp_path / "sales.ipynb")})
+    # cells sent back to back are one stretch, even on a busy machine
+    kernel = LiveKernel(tmp_path, env={"JPY_SESSION_NAME": str(tmp_path / "sales.ipynb"),
+                                       "NBFLOW_NOTEBOOK_IDLE_SECONDS": "2"})
     try:
         kernel.execute(LOAD)
         first = kernel.execute("%%task --cache load\nrows = [1, 2, 3]\nlen(rows)")
@@ -57,6 +59,10 @@ def test_each_stretch_of_cells_is_a_flow_run_that_ends_when_the_kernel_idles(tmp
         assert [(o["output_type"], o["data"]["text/plain"]) for o in first] == [("execute_result", "3")]
         again = kernel.execute("%%task --cache load\nrows = [1, 2, 3]\nlen(rows)")
         assert [(o["output_type"], o["data"]["text/plain"]) for o in again] == [("execute_result", "3")]
+        picture = "%%task --cache picture\nclass P:\n    def _repr_png_(self):\n        return b'PNG'\nP()"
+        for _ in range(2):  # a binary Out[n] (a plot) is kept for the cache hit too
+            [shown] = kernel.execute(picture)
+            assert shown["output_type"] == "execute_result" and shown["data"]["image/png"] == "UE5H"
         kernel.execute("%%task broken\n1 / 0")
         kernel.execute("import nbflow\n@nbflow.flow\ndef mine():\n    return 2\nmine()")
         elsewhere()  # another notebook's or script's run, newer: not this notebook's
