@@ -5,9 +5,9 @@ Every time the user runs cells — one Shift-Enter, a selection, "Run All", `%nb
 after the notebook (from `JPY_SESSION_NAME`, which Jupyter sets to the notebook's path). The
 run starts with the first %%task cell, is Running while cells execute, and ends as soon as the
 kernel has been idle for idle_seconds(): Completed, Failed naming the cell that raised, or
-Cancelled when the user interrupted the kernel. A
-kernel that shuts down (normally, or on SIGTERM) ends its open run the same way, so no run
-stays Running for as long as the kernel lives and a normal shutdown is never Crashed.
+Cancelled when the user interrupted the kernel. A kernel that shuts down (normally, or on
+SIGTERM) ends its open run the same way, so no run stays Running for as long as the kernel
+lives and a normal shutdown is never Crashed.
 
 A notebook executed by `nbflow run` (or a deployment) gets its flow run id through
 `NBFLOW_FLOW_RUN_ID`: the kernel then records every task run under that run and leaves the
@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from IPython import get_ipython
 
 from nbflow.engine.context import FlowRunContext
 from nbflow.engine.flows import Flow
@@ -74,8 +76,6 @@ class NotebookSession:
         #: the flow run the next %%task cell joins; None when none is open.
         self.flow_run: FlowRun | None = None
         self.context: FlowRunContext | None = None
-        #: ids of this kernel's flow runs, oldest first (what `%nbflow runs` shows by default).
-        self.run_ids: list[str] = []
         #: task cells run in this kernel, by name, in first-run order (for `%nbflow run`).
         self.cells: dict[str, Any] = {}
         #: variable -> id of the task run of the cell that last wrote it (edges between cells).
@@ -90,6 +90,11 @@ class NotebookSession:
         if external:
             run = FlowRun(external, self.flow.name, parameters={}, created=time.time())
             self._use(run)
+
+    @property
+    def busy(self) -> bool:
+        """True while a cell executes."""
+        return self._busy
 
     # -- the open flow run -------------------------------------------------------------------
 
@@ -162,7 +167,6 @@ class NotebookSession:
         self.flow_run = run
         self.context = FlowRunContext(self.flow, run, task_runner=None, log_prints=False,
                                       parent=None, is_async=False)
-        self.run_ids.append(run.id)
 
     def _cancel_timer(self) -> None:
         timer, self._timer = self._timer, None
@@ -205,12 +209,7 @@ def current_session() -> NotebookSession:
 
 def _watch_kernel(session: NotebookSession) -> None:
     """Hook the session to IPython's cell events, the interpreter's exit and SIGTERM."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - the notebook layer always has IPython
-        shell = None
-    else:
-        shell = get_ipython()
+    shell = get_ipython()
     if shell is not None:
         shell.events.register("pre_run_cell", session.pre_run_cell)
         shell.events.register("post_run_cell", session.post_run_cell)
@@ -239,7 +238,13 @@ def _exit_on_sigterm() -> None:
 
     def exit_cleanly(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-        if not _exiting.is_set():  # already exiting: let the exit handlers finish
-            raise SystemExit(128 + signum)
+        if _exiting.is_set():  # already exiting: let the exit handlers finish
+            return
+        if _session is not None and _session.busy:
+            # IPython would catch a SystemExit raised in a running cell and go on: die as before
+            # (the run is then marked Crashed, as for a kill).
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, exit_cleanly)
