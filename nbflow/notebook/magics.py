@@ -18,6 +18,8 @@ from nbflow.errors import NbflowError
 from nbflow.notebook.cell_analysis import CellSyntaxError
 from nbflow.notebook.cell_runner import CellOptions, cell_output, run_cell
 from nbflow.notebook.rerun import rerun_stale_cells
+from nbflow.notebook.run_list import newest_run_id, run_table
+from nbflow.notebook.session import notebook_flow_name
 
 _DURATION = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)(?P<unit>[smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -112,9 +114,6 @@ class NbflowMagics(Magics):
             raise UsageError(str(exc)) from None
 
     def _cmd_runs(self, rest: str) -> Any:
-        from nbflow.notebook.run_list import run_table
-        from nbflow.notebook.session import notebook_flow_name
-
         parser = argparse.ArgumentParser(prog="%nbflow runs", add_help=False, exit_on_error=False)
         parser.add_argument("--all", action="store_true")
         parser.add_argument("--flow-name")
@@ -137,10 +136,7 @@ class NbflowMagics(Magics):
         return table
 
     def _cmd_graph(self, rest: str) -> Any:
-        from nbflow.notebook.widgets import view
-
-        from nbflow.notebook.run_list import newest_run_id
-        from nbflow.notebook.session import notebook_flow_name
+        from nbflow.notebook.widgets import view  # plotly: loaded when a graph is shown
 
         run_id = rest.strip() or None
         if run_id is not None and len(run_id.split()) > 1:
