@@ -18,12 +18,14 @@ def register(commands: Commands) -> None:
     parser.add_argument("notebook", metavar="NOTEBOOK.ipynb", help="the notebook to run")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="set a parameter (repeatable); text is converted to the default's type")
+    parser.add_argument("-k", "--kernel", metavar="NAME", dest="kernel_name",
+                        help="the kernel to run it with (default: the one the notebook names, as papermill)")
     parser.add_argument("-o", "--output", metavar="PATH",
                         help="where to write the executed notebook (default: under $NBFLOW_HOME/runs/)")
 
 
 def run_notebook_command(args: argparse.Namespace) -> int:
-    from nbflow.deployments.notebook_runs import run_notebook
+    from nbflow.deployments.notebook_runs import kernel_problem, run_notebook
 
     notebook = Path(args.notebook)
     if notebook.suffix != ".ipynb":
@@ -33,7 +35,10 @@ def run_notebook_command(args: argparse.Namespace) -> int:
         if key in parameters:
             raise CommandError(f"Parameter '{key}' is given twice; give each -p KEY VALUE once.")
         parameters[key] = value
-    result = run_notebook(notebook, parameters, output=args.output)
+    problem = kernel_problem(notebook, args.kernel_name) if notebook.is_file() else None
+    if problem:
+        raise CommandError(problem)
+    result = run_notebook(notebook, parameters, output=args.output, kernel_name=args.kernel_name)
     print(format_fields([
         ("Flow run", result.flow_run_id),
         ("State", result.state.name),

@@ -12,6 +12,7 @@ import inspect
 import json
 import os
 import re
+import socket
 import sys
 import urllib.error
 import urllib.parse
@@ -110,7 +111,8 @@ class ApiClient:
 
     def heartbeat(self, worker_id: str, pool: str, run_ids: list[str]) -> dict:
         return self._request("POST", f"workers/{_quote(worker_id)}/heartbeat",
-                             {"work_pool": pool, "run_ids": list(run_ids)})
+                             {"work_pool": pool, "run_ids": list(run_ids), "host": socket.gethostname(),
+                              "pid": os.getpid()})
 
     def set_run_state(self, run_id: str, state: str, message: str | None = None,
                       output_notebook: str | None = None, worker_id: str | None = None) -> dict:
@@ -212,7 +214,8 @@ class LocalClient:
         return _answer(service.claim_runs, self.store, pool, worker_id, limit)
 
     def heartbeat(self, worker_id: str, pool: str, run_ids: list[str]) -> dict:
-        return _answer(service.heartbeat, self.store, worker_id, pool, list(run_ids))
+        return _answer(service.heartbeat, self.store, worker_id, pool, list(run_ids),
+                       host=socket.gethostname(), pid=os.getpid())
 
     def set_run_state(self, run_id: str, state: str, message: str | None = None,
                       output_notebook: str | None = None, worker_id: str | None = None) -> dict:

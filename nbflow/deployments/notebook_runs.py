@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -65,10 +66,37 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def kernel_problem(notebook: Path, kernel_name: str | None) -> str | None:
+    """Why `notebook` cannot start a kernel (`kernel_name`, else its kernelspec), or None."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    if kernel_name is None:
+        try:
+            metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata") or {}
+        except (OSError, ValueError, AttributeError):
+            return None  # papermill says what is wrong with the file itself
+        kernel_name = (metadata.get("kernelspec") or {}).get("name")
+        if not kernel_name:
+            return (f"{notebook} does not say which kernel runs it (no kernelspec in its metadata); "
+                    f"give one with -k, e.g. -k python3 ({_kernels(KernelSpecManager())}).")
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        return f"There is no kernel named '{kernel_name}'; {_kernels(KernelSpecManager())}."
+    return None
+
+
+def _kernels(manager: Any) -> str:
+    names = sorted(manager.find_kernel_specs())
+    return f"installed kernels: {', '.join(names)}" if names else "no kernel is installed (pip install ipykernel)"
+
+
 def run_notebook(notebook: Path | str, parameters: dict[str, Any] | None = None, *,
                  output: Path | str | None = None, flow_name: str | None = None,
-                 deployment_id: str | None = None, run_id: str | None = None) -> NotebookRunResult:
-    """Execute `notebook` with papermill as one flow run and return how it ended."""
+                 deployment_id: str | None = None, run_id: str | None = None,
+                 kernel_name: str | None = None) -> NotebookRunResult:
+    """Execute `notebook` with papermill as one flow run and return how it ended; `kernel_name`
+    overrides the notebook's kernelspec (papermill's -k)."""
     import papermill
     from nbclient.exceptions import DeadKernelError
 
@@ -87,7 +115,7 @@ def run_notebook(notebook: Path | str, parameters: dict[str, Any] | None = None,
     try:
         with _environ({"NBFLOW_FLOW_RUN_ID": run.id, "NBFLOW_FLOW_NAME": run.flow_name}):
             papermill.execute_notebook(str(source), str(out), parameters=values, cwd=str(source.parent),
-                                       progress_bar=False, log_output=False)
+                                       kernel_name=kernel_name, progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as exc:
         message = failing_cell_message(exc)
         state = enter_flow_state(run, "Failed", message, exception=exc)

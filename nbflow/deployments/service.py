@@ -298,13 +298,15 @@ def claim_runs(store: Any, pool: str, worker_id: str, limit: int) -> list[dict[s
     return specs
 
 
-def heartbeat(store: Any, worker_id: str, pool: str, run_ids: list[str]) -> dict[str, Any]:
-    """Record that the worker and its runs are alive; answer the runs it must stop."""
+def heartbeat(store: Any, worker_id: str, pool: str, run_ids: list[str], *, host: str | None = None,
+              pid: int | None = None) -> dict[str, Any]:
+    """Record that the worker (on `host`, process `pid`) and its runs are alive; answer the runs it
+    must stop. A pool no one created is recorded as created now (the server's `default`)."""
     if not isinstance(run_ids, list) or not all(isinstance(r, str) for r in run_ids):
         raise DeploymentError("run_ids must be a list of flow run ids.", "run_ids")
     now = _now()
     with store.transaction("record a heartbeat in") as con:
-        _touch_worker(con, worker_id, pool, now)
+        _touch_worker(con, worker_id, pool, now, host, pid)
         if not run_ids:
             return {"cancel": []}
         con.execute("UPDATE deployment_runs SET heartbeat = ? WHERE worker_id = ? AND list_contains(?, run_id)",
@@ -502,12 +504,16 @@ def _drop_scheduled(con: Any, deployment_id: str) -> None:
             con.execute(f"DELETE FROM {table} WHERE list_contains(?, {column})", [ids])
 
 
-def _touch_worker(con: Any, worker_id: str, pool: str, now: dt.datetime) -> None:
+def _touch_worker(con: Any, worker_id: str, pool: str, now: dt.datetime, host: str | None = None,
+                  pid: int | None = None) -> None:
     import socket
 
-    con.execute("INSERT INTO workers VALUES (?, ?, ?, NULL, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-                "heartbeat = excluded.heartbeat, work_pool = excluded.work_pool",
-                [worker_id, pool, socket.gethostname(), now, now])
+    con.execute("INSERT INTO workers VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                "heartbeat = excluded.heartbeat, work_pool = excluded.work_pool, "
+                "pid = coalesce(excluded.pid, workers.pid)",
+                [worker_id, pool, host or socket.gethostname(), pid, now, now])
+    if not con.execute("SELECT 1 FROM work_pools WHERE name = ?", [pool]).fetchone():
+        con.execute("INSERT INTO work_pools VALUES (?, NULL, ?) ON CONFLICT DO NOTHING", [pool, now])
 
 
 def _claimed_specs(con: Any, run_ids: list[str]) -> list[dict[str, Any]]:

@@ -25,6 +25,10 @@ class CellResult:
     stderr: str = ""
     #: display_data publications: (data mimebundle, metadata) in order.
     displays: list[tuple[dict, dict]] = field(default_factory=list)
+    #: the mimebundle and metadata of the last expression's value (the cell's Out[n]), if any.
+    shown: tuple[dict, dict] | None = None
+    #: that value itself, in the kernel that computed it (never stored).
+    value: Any = field(default=None, compare=False, repr=False)
 
 
 class CellResultStorage:
@@ -43,7 +47,8 @@ class CellResultStorage:
                 raise SerializationError(f"output variable '{name}': {exc}") from None
         manifest = {"kind": "nbflow-cell-result", "outputs": refs, "deleted": value.deleted,
                     "stdout": value.stdout, "stderr": value.stderr,
-                    "displays": [[data, meta] for data, meta in value.displays]}
+                    "displays": [[data, meta] for data, meta in value.displays],
+                    "shown": list(value.shown) if value.shown is not None else None}
         ref = self.results.write(manifest)
         if ref.format != "json":
             raise SerializationError(
@@ -54,5 +59,20 @@ class CellResultStorage:
     def read(self, ref: ResultRef) -> CellResult:
         manifest = self.results.read(ref)
         outputs = {name: self.results.read(ResultRef.from_dict(d)) for name, d in manifest["outputs"].items()}
+        shown = manifest.get("shown")
         return CellResult(outputs, list(manifest["deleted"]), manifest["stdout"], manifest["stderr"],
-                          [(data, meta) for data, meta in manifest["displays"]])
+                          [(data, meta) for data, meta in manifest["displays"]],
+                          (shown[0], shown[1]) if shown else None)
+
+
+class ShownValue:
+    """A cached cell's Out[n]: shows the mimebundle its last expression had when it ran."""
+
+    def __init__(self, data: dict, metadata: dict) -> None:
+        self.data, self.metadata = data, metadata
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict, dict]:
+        return self.data, self.metadata
+
+    def __repr__(self) -> str:
+        return str(self.data.get("text/plain", "<cached cell result>"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import base64
 import datetime as dt
 import inspect
 import logging
@@ -11,8 +12,6 @@ import time
 import types
 from dataclasses import dataclass, field
 from typing import Any
-
-from IPython.display import display
 
 from nbflow.engine import caching
 from nbflow.engine.calls import run_coro_sync
@@ -24,7 +23,7 @@ from nbflow.errors import FingerprintError
 from nbflow.notebook.capture import OutputCapture, replay
 from nbflow.notebook.cell_analysis import CellNames, analyze, free_callables
 from nbflow.notebook.cell_cache import CellCachePolicy, input_fingerprints
-from nbflow.notebook.cell_results import CellResult, CellResultStorage
+from nbflow.notebook.cell_results import CellResult, CellResultStorage, ShownValue
 from nbflow.notebook.session import current_session
 from nbflow.store.buffer import recorder
 
@@ -150,13 +149,14 @@ def run_cell(shell: Any, source: str, options: CellOptions,
         capture.reset()
         task.seen = {n: namespace[n] for n in inputs if n in namespace}
         _run_code(code, namespace)
-        if last_expression is not None:  # shown like a normal cell's result (and replayed)
+        value = shown = None
+        if last_expression is not None:  # the cell's Out[n], as a plain cell's (kept for a cache hit)
             value = _run_code(last_expression, namespace)
-            if value is not None:
-                display(value)
+            if value is not None and options.cache:
+                shown = _jsonable_bundle(*shell.display_formatter.format(value))
         kept = {n: namespace[n] for n in sorted(outputs) if n in namespace}
         stdout, stderr, displays = capture.snapshot()
-        return CellResult(kept, deleted, stdout, stderr, displays)
+        return CellResult(kept, deleted, stdout, stderr, displays, shown, value)
 
     execute.__qualname__ = execute.__name__ = name
     key_before = None if options.cache else policy.key_or_none()  # for %nbflow run's staleness
@@ -172,7 +172,7 @@ def run_cell(shell: Any, source: str, options: CellOptions,
                   "header": f"%%task {options.line}".rstrip(), "filename": code.co_filename}
     task.result_store = CellResultStorage(caching.result_store())
 
-    context = flow_context or session.context
+    context = flow_context or session.begin_cell()
     token = flow_run_context.set(context)
     try:
         with capture:
@@ -203,6 +203,23 @@ def run_cell(shell: Any, source: str, options: CellOptions,
     else:
         _raise_user_error(shell, state, code.co_filename)
     return state
+
+
+def cell_output(state: State) -> Any:
+    """What the cell shows as its Out[n]: its last expression's value (None: nothing)."""
+    if not state.is_completed():
+        return None
+    result = state.result()
+    if not isinstance(result, CellResult):
+        return None
+    if state.name == "Cached":
+        return ShownValue(*result.shown) if result.shown is not None else None
+    return result.value
+
+
+def _jsonable_bundle(data: dict, metadata: dict) -> tuple[dict, dict]:
+    """A mimebundle as the kernel sends it: binary data (a PNG) as base64 text."""
+    return {k: base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for k, v in data.items()}, metadata
 
 
 def _record_output(run: Any, stdout: str, stderr: str) -> None:

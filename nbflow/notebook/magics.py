@@ -16,8 +16,10 @@ from nbflow import api
 from nbflow.engine.caching import cache_index
 from nbflow.errors import NbflowError
 from nbflow.notebook.cell_analysis import CellSyntaxError
-from nbflow.notebook.cell_runner import CellOptions, run_cell
+from nbflow.notebook.cell_runner import CellOptions, cell_output, run_cell
 from nbflow.notebook.rerun import rerun_stale_cells
+from nbflow.notebook.run_list import newest_run_id, run_table
+from nbflow.notebook.session import notebook_flow_name
 
 _DURATION = re.compile(r"^(?P<amount>\d+(?:\.\d+)?)(?P<unit>[smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -25,7 +27,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 TASK_USAGE = ("usage: %%task [NAME] [--retries N] [--retry-delay S] [--timeout S] [--cache [EXPIRY]] "
               "[--inputs a,b] [--outputs c] [--no-keep]")
-NBFLOW_USAGE = """usage: %nbflow runs [--flow-name NAME] [--state STATE] [--limit N]
+NBFLOW_USAGE = """usage: %nbflow runs [--all] [--flow-name NAME] [--state STATE] [--limit N]
        %nbflow graph [RUN_ID]
        %nbflow cache clear
        %nbflow sql QUERY
@@ -67,7 +69,7 @@ class NbflowMagics(Magics):
     @argument("--no-keep", action="store_true",
               help="if the cell fails, keep none of its variables for %%nbflow debug (sensitive data)")
     @cell_magic
-    def task(self, line: str, cell: str) -> None:
+    def task(self, line: str, cell: str) -> Any:
         """Run the cell as a tracked nbflow task run, with retries, a timeout and caching."""
         usage = TASK_USAGE
         try:
@@ -77,7 +79,7 @@ class NbflowMagics(Magics):
         options = self._cell_options(args, usage)
         options.line = line.strip()
         try:
-            run_cell(self.shell, cell, options)
+            return cell_output(run_cell(self.shell, cell, options))
         except CellSyntaxError as exc:
             raise SyntaxError(str(exc)) from None
 
@@ -118,6 +120,7 @@ class NbflowMagics(Magics):
 
     def _cmd_runs(self, rest: str) -> Any:
         parser = argparse.ArgumentParser(prog="%nbflow runs", add_help=False, exit_on_error=False)
+        parser.add_argument("--all", action="store_true")
         parser.add_argument("--flow-name")
         parser.add_argument("--state")
         parser.add_argument("--limit", type=int, default=20)
@@ -125,15 +128,25 @@ class NbflowMagics(Magics):
             args = parser.parse_args(shlex.split(rest))
         except (argparse.ArgumentError, SystemExit) as exc:
             raise UsageError(f"{exc}\n{NBFLOW_USAGE}") from None
-        return api.runs(flow_name=args.flow_name, state=args.state, limit=args.limit)
+        if args.limit <= 0:
+            raise UsageError(f"--limit must be 1 or more; got {args.limit}.\n{NBFLOW_USAGE}")
+        mine = not (args.all or args.flow_name)
+        table = run_table(flow_name=args.flow_name, state=args.state, limit=args.limit,
+                          notebook=notebook_flow_name() if mine else None)
+        if table.empty:
+            where = "of this notebook" if mine else "in the store"
+            print(f"No flow runs {where} yet{' in that state' if args.state else ''}"
+                  f"{' (%nbflow runs --all lists every run in the store)' if mine else ''}.")
+            return None
+        return table
 
     def _cmd_graph(self, rest: str) -> Any:
-        from nbflow.notebook.widgets import view
+        from nbflow.notebook.widgets import view  # plotly: loaded when a graph is shown
 
         run_id = rest.strip() or None
         if run_id is not None and len(run_id.split()) > 1:
             raise UsageError(f"%nbflow graph takes one run id.\n{NBFLOW_USAGE}")
-        return view(run_id)
+        return view(run_id or newest_run_id(notebook_flow_name()))
 
     def _cmd_cache(self, rest: str) -> Any:
         if rest.strip() != "clear":

@@ -4,17 +4,13 @@ The kernel remembers every %%task cell it ran (its source, options, inputs and o
 and the cache key of its last run). A cell is stale when its last run did not complete,
 when its key now differs (its code, a user function it calls or an input value
 changed), or when it reads a variable that a stale cell writes. Stale cells run again
-in dependency order as one new flow run.
+in dependency order, in the notebook's open flow run (see session.py).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from nbflow.engine.context import FlowRunContext
-from nbflow.engine.models import FlowRun, new_run_id
-from nbflow.engine.transitions import enter_flow_state
 from nbflow.notebook.cell_runner import CellRecord, prepare_cell, run_cell
 from nbflow.notebook.session import current_session
 
@@ -62,28 +58,15 @@ def stale_cells(shell: Any, records: list[CellRecord]) -> list[CellRecord]:
 
 
 def rerun_stale_cells(shell: Any) -> str | None:
-    """Run the stale task cells as one flow run; return its id (None when all are up to date)."""
+    """Run the stale task cells in the notebook's open flow run; return its id (None when all
+    are up to date). A cell that fails stops the re-run and raises, as in a plain cell."""
     session = current_session()
     stale = stale_cells(shell, list(session.cells.values()))
     if not stale:
         print("All task cells are up to date.")
         return None
-    run = FlowRun(new_run_id(), session.flow.name, parameters={},
-                  parent_flow_run_id=session.flow_run.id, created=time.time())
-    enter_flow_state(run, "Pending")
-    enter_flow_state(run, "Running", f"Re-running {len(stale)} stale cell(s)")
-    context = FlowRunContext(session.flow, run, task_runner=None, log_prints=False, parent=None,
-                             is_async=False)
     print(f"Re-running {len(stale)} stale cell(s): {', '.join(r.name for r in stale)}")
+    context = session.begin_cell()
     for record in stale:
-        try:
-            state = run_cell(shell, record.source, record.options, context)
-        except BaseException as exc:
-            enter_flow_state(run, "Failed", f"Cell '{record.name}' failed: {type(exc).__name__}: {exc}",
-                             exception=exc)
-            raise
-        if not state.is_completed():
-            enter_flow_state(run, "Failed", f"Cell '{record.name}' ended {state.name}")
-            return run.id
-    enter_flow_state(run, "Completed")
-    return run.id
+        run_cell(shell, record.source, record.options, context)
+    return context.flow_run.id

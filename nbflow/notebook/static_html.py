@@ -148,6 +148,11 @@ def fmt_duration(seconds: float | None) -> str:
 # -- the task graph ------------------------------------------------------------------------
 
 
+#: the arrowhead at the end of every edge (identical in every graph, so a repeated id is harmless).
+ARROW_DEFS = ('<defs><marker id="nbflow-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" '
+              'markerHeight="6" orient="auto"><path d="M0,1 L10,5 L0,9 z" fill="#8d96a0"/></marker></defs>')
+
+
 def graph_svg(display: list[DisplayNode]) -> str:
     if not display:
         return '<div style="color:#888;margin:8px 0">No task runs yet.</div>'
@@ -165,11 +170,12 @@ def graph_svg(display: list[DisplayNode]) -> str:
             x1 += half[u]
             mid = (x1 + x2) / 2
             edges.append(f'<path d="M{x1:.1f},{y1:.1f} C{mid:.1f},{y1:.1f} {mid:.1f},{y2:.1f} '
-                         f'{x2:.1f},{y2:.1f}" fill="none" stroke="#b5bcc4" stroke-width="1.2"/>')
+                         f'{x2:.1f},{y2:.1f}" fill="none" stroke="#b5bcc4" stroke-width="1.2" '
+                         f'marker-end="url(#nbflow-arrow)"/>')
     nodes = [_svg_node(d, *px[d.id]) for d in display]
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
             f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{FONT}" role="img" '
-            f'aria-label="task graph">{"".join(edges)}{"".join(nodes)}</svg>')
+            f'aria-label="task graph">{ARROW_DEFS if edges else ""}{"".join(edges)}{"".join(nodes)}</svg>')
 
 
 def _svg_node(d: DisplayNode, x: float, y: float) -> str:
@@ -234,7 +240,7 @@ def gantt_svg(display: list[DisplayNode], nodes: Mapping[str, TaskNode], t0: flo
                 continue
             end = node.end if node.end is not None else (now if node.state in RUNNING_STATES else node.start)
             x = GANTT_LABEL_WIDTH + (node.start - t0) * scale
-            w = max(1.5, (end - node.start) * scale)
+            w = max(3.0, (end - node.start) * scale)  # a cache hit (~0 s) still shows
             tip = "" if d.collapsed else f"<title>{_e(d.label)} — {_e(node.state)}, {fmt_duration(end - node.start)}</title>"
             out.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="11" rx="1.5" '
                        f'fill="{state_colour(node.state)}" fill-opacity="{opacity}">{tip}</rect>')

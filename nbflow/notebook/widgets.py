@@ -48,7 +48,11 @@ LABELS_UP_TO = 30
 #: timelines with at most this many rows name each row.
 ROW_NAMES_UP_TO = 40
 # trace order in the figure
-EDGES, NODES, SELECTED, BARS = 0, 1, 2, 3
+EDGES, NODES, SELECTED, BARS, ARROWS = 0, 1, 2, 3, 4
+#: edges get an arrowhead half-way (which way data flows) up to this many.
+ARROWS_UP_TO = 600
+#: the shortest bar drawn, as a share of the timeline: a cache hit takes ~0 s and would not show.
+MIN_BAR_SHARE = 0.006
 
 # Colours go to the front end as numbers on a stepped colour scale of the palette: a numeric
 # array validates and serializes many times faster than 1,000 colour strings on every push.
@@ -96,6 +100,7 @@ class RunView(widgets.VBox):
             raise
         self.graph = graph
         self._ids: list[str] = []
+        self._arrows: tuple[Any, Any] | None = None  # arrowheads to send after the next batch
         self._structure = -1
         self._selected: str | None = None
         self._hover: list[str] = []
@@ -239,6 +244,10 @@ class RunView(widgets.VBox):
         fig.add_trace(go.Bar(x=[], y=[], base=[], orientation="h", hoverinfo="text", width=0.8,
                              marker={**_COLOUR_AXIS, "line": {"width": 1, **_COLOUR_RANGE}}),
                       row=2, col=1)
+        # an arrowhead half-way along each edge, turned along it (angleref "previous")
+        fig.add_trace(go.Scatter(x=[], y=[], mode="markers", hoverinfo="skip",
+                                 marker={"symbol": "arrow", "angleref": "previous", "size": 0,
+                                         "color": "#8d96a0", "line": {"width": 0}}), row=1, col=1)
         fig.update_layout(template="plotly_white", showlegend=False, clickmode="event",
                           margin={"l": 40, "r": 20, "t": 30, "b": 40}, height=520, bargap=0.2)
         fig.update_xaxes(visible=False, row=1, col=1)
@@ -272,10 +281,22 @@ class RunView(widgets.VBox):
             fig.data[NODES].marker.color = codes
             bars.marker.color = bars.marker.line.color = codes
             bars.base = np.nan_to_num(starts - t0)
-            bars.x = np.fromiter((_bar_length(n, now) for n in nodes), float, count)
+            lengths = np.fromiter((_bar_length(n, now) for n in nodes), float, count)
+            if count:  # every bar that started shows, however short (a cache hit)
+                span = float(np.nanmax(np.nan_to_num(starts - t0) + lengths)) or 1.0
+                lengths = np.where(np.isnan(starts), 0.0, np.maximum(lengths, span * MIN_BAR_SHARE))
+            bars.x = lengths
             hover = [_hover(n) for n in nodes]
             if hover != self._hover:  # text is slow to validate: send it only when it changed
                 fig.data[NODES].hovertext = bars.hovertext = self._hover = hover
+        if self._arrows is not None:
+            # Apart from the batch: a trace in a batch loses, in the browser, the properties that
+            # other traces of the batch set and it did not (its mode, its colour).
+            (x, y), self._arrows = self._arrows, None
+            fig.plotly_restyle({"x": [x], "y": [y], "mode": "markers", "hoverinfo": "skip",
+                                "marker.size": [np.tile([0.0, 9.0, 0.0], len(x) // 3)],
+                                "marker.symbol": "arrow", "marker.angleref": "previous",
+                                "marker.color": "#8d96a0", "marker.line.width": 0}, trace_indexes=[ARROWS])
 
     def _draw_structure(self, nodes: list[TaskNode]) -> None:
         fig = self.figure
@@ -285,10 +306,17 @@ class RunView(widgets.VBox):
         ys = np.array([positions[n.id][1] for n in nodes], dtype=float)
         edge_x: list[float] = []
         edge_y: list[float] = []
+        arrow_x: list[float] = []
+        arrow_y: list[float] = []
         for src, dst in self.graph.edges():  # one polyline, NaN between segments
             (x1, y1), (x2, y2) = positions[src], positions[dst]
             edge_x += [x1, x2, np.nan]
             edge_y += [y1, y2, np.nan]
+            arrow_x += [x1, (x1 + x2) / 2, np.nan]
+            arrow_y += [y1, (y1 + y2) / 2, np.nan]
+        if len(arrow_x) > 3 * ARROWS_UP_TO:
+            arrow_x = arrow_y = []
+        self._arrows = (np.array(arrow_x), np.array(arrow_y))
         count = len(nodes)
         points = fig.data[NODES]
         points.x, points.y = xs, ys

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Int, List, Unicode
+from traitlets import Bool, Int, List, Unicode, default
 
 from nbflow import settings
 from nbflow.deployments import paths
@@ -40,7 +40,9 @@ class NbflowApp(ExtensionApp):
     name = "nbflow"
     extension_url = "/nbflow/"
     load_other_extensions = False
-    open_browser = False
+    # A trait, as ExtensionApp's (`jupyter lab --no-browser` sets ExtensionApp.open_browser, which a
+    # plain attribute here would answer with a "not recognized" warning at every start).
+    open_browser = Bool(False, config=True, help="Open the dashboard in a browser when started standalone.")
     #: launched by `nbflow server start`: print a login link on start, stop at the first Ctrl-C.
     standalone = False
     #: Ctrl-C came while the standalone server was starting: it stops once it can.
@@ -50,6 +52,10 @@ class NbflowApp(ExtensionApp):
     allowed_roots = List(Unicode(), config=True, help=(
         "Directories, besides the server's root_dir and NBFLOW_HOME (and NBFLOW_ALLOWED_ROOTS), whose "
         "notebooks and flow files deployments may run and whose output notebooks the dashboard shows."))
+
+    @default("open_browser")
+    def _default_open_browser(self) -> bool:
+        return False
 
     def initialize_settings(self) -> None:
         store = backend.own_store()

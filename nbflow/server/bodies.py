@@ -94,7 +94,11 @@ CLAIM = {"type": "object", "required": ["worker_id"], "additionalProperties": Fa
 HEARTBEAT = {"type": "object", "additionalProperties": False, "x-body-optional": True,
              "properties": {"work_pool": {**_SLUG, "nullable": True},
                             "run_ids": {"type": "array", "nullable": True, "maxItems": MAX_CLAIM,
-                                        "items": {"type": "string", "maxLength": 64}}}}
+                                        "items": {"type": "string", "maxLength": 64}},
+                            "host": {"type": "string", "nullable": True, "maxLength": 255,
+                                     "description": "the worker's machine"},
+                            "pid": {"type": "integer", "nullable": True, "minimum": 1, "maximum": 2**31 - 1,
+                                    "description": "the worker's process id"}}}
 SQL = {"type": "object", "required": ["sql"], "additionalProperties": False,
        "properties": {"sql": {"type": "string", "maxLength": 100_000, "description": "One SELECT statement"},
                       "params": {"type": "array", "nullable": True, "maxItems": 10_000, "items": _ANY,

@@ -133,7 +133,8 @@ class HeartbeatHandler(NbflowHandler):
     @api
     def post(self, worker_id: str) -> dict:
         body = self.json_object()
-        return service.heartbeat(self.store, worker_id, body.get("work_pool") or "default", body.get("run_ids") or [])
+        return service.heartbeat(self.store, worker_id, body.get("work_pool") or "default", body.get("run_ids") or [],
+                                 host=body.get("host"), pid=body.get("pid"))
 
 
 class RunStatesHandler(NbflowHandler):

@@ -7,6 +7,7 @@ import datetime as dt
 import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,12 @@ def _render(path: str, mtime_ns: int, size: int) -> str:
     notebook = nbformat.read(path, as_version=4)
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(notebook)
-    return body
+    # The sandbox would block them, and the browser would log an error for each one it blocks.
+    return _SCRIPT.sub("", body)
+
+
+#: a script element (nbconvert's page and the cells' JavaScript outputs).
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)
 
 
 def list_workers(store: Any) -> list[dict[str, Any]]:

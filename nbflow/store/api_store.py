@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from nbflow import settings
 from nbflow.errors import QueryTimeoutError, StoreBatchError, StoreError
 from nbflow.store.records import TABLES, Batch
+from nbflow.store.shutdown import stopping
 
 if TYPE_CHECKING:
     import pandas
@@ -85,13 +86,19 @@ class ApiStore:
                 if exc.code < 500 or time.monotonic() > deadline:
                     raise StoreError(f"The nbflow server at {self.url} answered {exc.code}: {message}") from None
             except (urllib.error.URLError, OSError) as exc:
-                if time.monotonic() > deadline:
+                # At exit, a server that refuses connections has stopped (Jupyter stops serving
+                # before it shuts its kernels down): spool at once rather than wait to be killed.
+                if time.monotonic() > deadline or (stopping.is_set() and _refused(exc)):
                     raise StoreError(
                         f"The nbflow server at {self.url} did not answer for {self.lock_timeout:g} s ({exc}): "
                         "it is stopped, busy or out of reach. If it is not running, start it again "
                         "(nbflow server start), or unset NBFLOW_API_URL to use the embedded store.") from None
             time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 1.0)
+
+
+def _refused(exc: BaseException) -> bool:
+    return isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
 
 
 def event_bodies(batch: Batch, target: int = EVENTS_REQUEST_TARGET) -> list[bytes]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from nbflow import settings
 from nbflow.errors import (QueryTimeoutError, StoreBatchError, StoreCorruptedError, StoreError,
                            StoreHeldByServerError, StoreLockedError)
-from nbflow.store import batch_rows, damage, records, schema, shutdown, started
+from nbflow.store import batch_rows, damage, records, schema, shutdown, spool, started
 from nbflow.store.liveness import is_process_alive, process_command
 from nbflow.store.query_limits import time_limit
 from nbflow.store.server_info import RUNTIME_FILE, ServerInfo, advertised_server
@@ -558,6 +558,9 @@ class EmbeddedStore:
             [_HOST],
         ).fetchall()
         dead = [row for row in candidates if not _alive(row[1], row[2])]
+        if dead and spool.pending(home):  # ended at exit but not sent yet: the spool settles them
+            spooled = spool.finished_flow_runs(home)
+            dead = [row for row in dead if row[0] not in spooled]
         for log, pid, _ in gone:
             # A log is kept while its process has runs to settle: its mtime dates their crash.
             if log not in busy and not any(row[1] == pid for row in dead):

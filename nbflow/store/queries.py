@@ -64,9 +64,12 @@ def runs(store: "EmbeddedStore", flow_name: str | None = None,
         sql = _limit(_runs_sql(columns, where), params, limit, offset)
         return _parse_json(store.query(sql, params))
 
-    def last_time(frame: "pandas.DataFrame") -> Any:
-        start = _plain(frame["start_time"].iloc[-1])
-        return _plain(frame["created"].iloc[-1]) if start is None else start
+    def last_time(frame: "pandas.DataFrame") -> Any:  # the last run's _RUN_ORDER time
+        for column in ("start_time", "scheduled_time", "created"):
+            value = _plain(frame[column].iloc[-1])
+            if value is not None:
+                return value
+        return None
 
     frame = _page_of_runs(store, store.query, columns, where, params, int(limit), int(offset), last_time)
     return _parse_json(frame)
@@ -96,8 +99,9 @@ def run_rows(store: "EmbeddedStore", fields: Iterable[str], flow_name: str | Non
     return found
 
 
-#: flow runs sort newest first by this; a run not started yet by when it was created.
-_RUN_ORDER = "coalesce(start_time, created)"
+#: flow runs sort newest first by this; a run not started yet by when it is scheduled to start,
+#: else by when it was created.
+_RUN_ORDER = "coalesce(start_time, scheduled_time, created)"
 _NEVER = "'-infinity'::TIMESTAMP"
 #: (store, filters, offset + limit) -> the time of that page's last run when it was last read in
 #: this process, as text (see _page_of_runs). Only a hint: a wrong one costs a second statement.
@@ -123,7 +127,7 @@ def _page_of_runs(store: Any, execute: Callable[[str, list], Any], columns: str,
     since = _page_starts.get(page)
     result = None
     if since is not None:
-        values = [*params, since, *params, since]  # text: an ApiStore sends its parameters as JSON
+        values = [*params, since, *params, since, *params, since]  # text: an ApiStore sends JSON
         result = execute(_limit(_runs_since_sql(columns, where), values, limit, offset), values)
     if result is None or len(result) < limit:
         values = [*params, page_end, page_end, *params]
@@ -167,17 +171,19 @@ def _runs_sql(columns: str, where: list[str]) -> str:
 
 
 def _runs_since_sql(columns: str, where: list[str]) -> str:
-    """_runs_sql of the runs at least as new as a time: the started ones (start_time >= it) and
-    those not started (created >= it), as two scans that DuckDB filters while reading the time
-    columns, before it reads the others (one `OR` would make it read them for every run not
-    started). Parameters: those of `where` and the time (text), twice."""
+    """_runs_sql of the runs at least as new as a time: the started ones (start_time >= it), those
+    scheduled (scheduled_time >= it) and the others not started (created >= it), as three scans
+    that DuckDB filters on one time column each while reading it, skipping whole row groups by
+    their min/max, before it reads the others (an `OR` or a coalesce() would make it read them
+    all). Parameters: those of `where` and the time (text), three times."""
     def part(conditions: list[str]) -> str:
         return (f"SELECT {columns}, {_RUN_ORDER} AS sort_time, id AS sort_id FROM flow_runs "
                 f"WHERE {' AND '.join(conditions)}")
 
     started = part([*where, "start_time >= CAST(? AS TIMESTAMP)"])
-    waiting = part([*where, "start_time IS NULL", "created >= CAST(? AS TIMESTAMP)"])
-    return (f"SELECT * EXCLUDE (sort_time, sort_id) FROM ({started} UNION ALL {waiting}) "
+    scheduled = part([*where, "scheduled_time >= CAST(? AS TIMESTAMP)", "start_time IS NULL"])
+    waiting = part([*where, "created >= CAST(? AS TIMESTAMP)", "start_time IS NULL", "scheduled_time IS NULL"])
+    return (f"SELECT * EXCLUDE (sort_time, sort_id) FROM ({started} UNION ALL {scheduled} UNION ALL {waiting}) "
             f"ORDER BY sort_time DESC NULLS LAST, sort_id")
 
 
@@ -211,8 +217,9 @@ def logs(store: "EmbeddedStore", run_id: str) -> "pandas.DataFrame":
 def flows(store: "EmbeddedStore") -> "pandas.DataFrame":
     """One row per flow: its name, how many runs, when the last one started and how it ended."""
     sql = (
+        # the last run that started (not a slot scheduled ahead), else the newest one
         "SELECT flow_name, count(*) AS runs, max(start_time) AS last_run_start, "
-        "arg_max(state, coalesce(start_time, created)) AS last_state FROM flow_runs "
+        "coalesce(arg_max(state, start_time), arg_max(state, created)) AS last_state FROM flow_runs "
         "GROUP BY flow_name ORDER BY max(coalesce(start_time, created)) DESC NULLS LAST, flow_name"
     )
     return store.query(sql)

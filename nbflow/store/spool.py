@@ -86,6 +86,30 @@ def load_batch(path: Any) -> Batch:
     return batch
 
 
+def finished_flow_runs(home: Path | None = None) -> set[str]:
+    """Ids of the flow runs that a spooled batch ends (a final state): a dead process spooled
+    their end at exit, so they are not crashed, only not sent yet."""
+    directory = (home or settings.home()) / SPOOL
+    ids: set[str] = set()
+    try:
+        names = [entry.name for entry in os.scandir(directory)]
+    except OSError:
+        return ids
+    column = records.TABLES["flow_runs"].index("state_type")
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        try:
+            batch = load_batch(directory / name)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            continue
+        ids.update(row[0] for row in batch.flow_runs if row[column] in _FINAL_TYPES)
+    return ids
+
+
+_FINAL_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
+
+
 def pending(home: Path | None = None) -> bool:
     """Whether the spool folder holds any file (one directory listing)."""
     try:

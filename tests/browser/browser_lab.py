@@ -284,3 +284,48 @@ def cell_text(cell: dict[str, Any]) -> str:
             text = output.get("data", {}).get("text/plain", "")
             parts.append("".join(text) if isinstance(text, list) else text)
     return "\n".join(parts)
+
+
+# -- a kernel of the server, driven over its websocket as JupyterLab does -------------------------
+
+
+def start_notebook_session(lab: JupyterLab, path: str) -> str:
+    """Open a session for notebook `path` (as opening it in Lab does); return its kernel's id."""
+    body = json.dumps({"path": path, "type": "notebook", "name": path, "kernel": {"name": "python3"}}).encode()
+    request = urllib.request.Request(lab.url("api/sessions"), data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["kernel"]["id"]
+
+
+def execute_in_kernel(lab: JupyterLab, kernel_id: str, code: str, timeout: float = 60) -> list[dict[str, Any]]:
+    """Run one cell in the server's kernel over its websocket; its outputs (iopub contents)."""
+    import asyncio
+    import uuid
+
+    from tornado.websocket import websocket_connect
+
+    async def run() -> list[dict[str, Any]]:
+        ws = await websocket_connect(f"ws://127.0.0.1:{lab.port}/api/kernels/{kernel_id}/channels?token={lab.token}")
+        msg_id = uuid.uuid4().hex
+        ws.write_message(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": msg_id,
+                       "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                        "allow_stdin": False}}))
+        outputs: list[dict[str, Any]] = []
+        try:
+            while True:
+                message = json.loads(await ws.read_message())
+                if message["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind = message["msg_type"]
+                if kind in ("stream", "execute_result", "display_data", "error"):
+                    outputs.append({"output_type": kind, **message["content"]})
+                if kind == "status" and message["content"]["execution_state"] == "idle":
+                    return outputs
+        finally:
+            ws.close()
+
+    return asyncio.run(asyncio.wait_for(run(), timeout))

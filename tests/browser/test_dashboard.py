@@ -100,12 +100,17 @@ def test_runs_page_lists_runs_newest_first_filters_and_pages_them(page: Any, das
     assert ids.index(dash.runs["broken"]) < ids.index(dash.runs["demo"]) < ids.index(dash.runs["small"])
     shot(page, "runs")
 
-    # live: a new run appears on top and changes state in its row, which stays the same element
+    # live: a new run appears on top of the started ones and changes state in its row, which stays
+    # the same element; above it only the runs scheduled ahead, by their time (the latest first)
     live_id, now = secrets.token_hex(16), time.time()
     page.evaluate("window.__marker = 1")
     dash.record_flow_run(live_id, "Running", now)
     expect(run_row(page, live_id).get_by_test_id("run-state")).to_have_text("Running", timeout=UI_MS)
-    assert row_ids(page)[0] == live_id
+    ids = row_ids(page)
+    upcoming = [dash.request("GET", f"flow_runs/{i}")[1] for i in ids[:ids.index(live_id)]]
+    assert upcoming and {r["state"] for r in upcoming} == {"Scheduled"}  # nightly's next slots
+    times = [r["scheduled_time"] for r in upcoming]
+    assert times == sorted(times, reverse=True) and min(times) > dt.datetime.now(dt.timezone.utc).isoformat()
     run_row(page, live_id).evaluate("row => { row.__same = true; }")
     dash.record_flow_run(live_id, "Completed", now, now + 1.5)
     expect(run_row(page, live_id).get_by_test_id("run-state")).to_have_text("Completed", timeout=UI_MS)
@@ -189,10 +194,23 @@ def test_flows_deployments_and_workers_pages(page: Any, dash: Dashboard) -> None
     page.get_by_test_id("nav-workers").click()
     expect(page.get_by_test_id("workers-table")).to_contain_text("online")  # the server's own worker
     expect(page.get_by_test_id("pools-table")).to_contain_text("default")
+    own = page.get_by_test_id("worker-row").filter(has_text="online").first.locator("td")
+    expect(own.nth(3)).to_have_text(str(dash.server.process.pid))  # its PID: the server process
+    default_pool = page.locator('[data-testid="pool-row"][data-name="default"] td')
+    expect(default_pool.nth(3)).not_to_have_text("")  # when the pool was created
     shot(page, "workers")
 
 
+def console_problems(page: Any) -> list[Any]:
+    """What the page logs as an error or warning, or throws, from now on (filled as it happens)."""
+    found: list[Any] = []
+    page.on("console", lambda message: found.append(message) if message.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: found.append(error))
+    return found
+
+
 def test_run_detail_shows_graph_timeline_tasks_and_logs(page: Any, dash: Dashboard) -> None:
+    console = console_problems(page)
     open_dashboard(page, dash, f"#/runs/{dash.runs['demo']}")
     detail = page.get_by_test_id("run-detail")
     expect(detail.get_by_test_id("run-state")).to_have_text("Completed")
@@ -204,6 +222,11 @@ def test_run_detail_shows_graph_timeline_tasks_and_logs(page: Any, dash: Dashboa
         const t = document.querySelector('[data-testid="run-timeline"]');
         return g && g.data && g.data[1].x.length === 2 && t && t.data && t.data.length > 0;
     }""", timeout=UI_MS)
+    # the edge has an arrowhead; every timeline bar has a visible length, however quick its task
+    arrows = page.evaluate("document.querySelector('[data-testid=\"run-graph\"]').data[2].marker")
+    assert arrows["symbol"] == "arrow" and arrows["size"].count(9) == 1
+    bars = page.evaluate("document.querySelector('[data-testid=\"run-timeline\"]').data[0].x")
+    assert min(bars) >= 0.005 * max(bars) > 0
     expect(page.get_by_test_id("task-counts")).to_contain_text("Completed 61")
     expect(page.get_by_test_id("task-table").get_by_test_id("task-row")).to_have_count(61)
     logs = page.get_by_test_id("log-list")
@@ -216,6 +239,7 @@ def test_run_detail_shows_graph_timeline_tasks_and_logs(page: Any, dash: Dashboa
     levels = set(page.eval_on_selector_all('[data-testid="log-line"]', "ls => ls.map(l => l.dataset.level)"))
     assert levels and levels <= {"WARNING", "ERROR", "CRITICAL"}, levels
     expect(page.get_by_test_id("cancel-button")).to_be_hidden()  # not a deployment run
+    assert not console, [getattr(m, "text", m) for m in console]
     shot(page, "run-detail")
 
 
@@ -297,6 +321,7 @@ def test_cancel_a_running_notebook_run(page: Any, dash: Dashboard) -> None:
 def test_failed_notebook_run_shows_the_failing_cell_and_the_output_notebook(page: Any, dash: Dashboard) -> None:
     run_id = dash.runs["failed_notebook"]
     assert wait_for(dash.server, run_id)["state"] == "Failed"
+    console = console_problems(page)
     open_dashboard(page, dash, f"#/runs/{run_id}")
     expect(page.get_by_test_id("run-detail").get_by_test_id("run-state")).to_have_text("Failed")
     message = page.get_by_test_id("run-message")
@@ -308,6 +333,8 @@ def test_failed_notebook_run_shows_the_failing_cell_and_the_output_notebook(page
     expect(frame.locator("body")).to_contain_text("cell exploded on purpose", timeout=UI_MS)
     assert notebook.get_attribute("sandbox") == ""  # no scripts, an origin of its own
     assert f"nbflow/api/flow_runs/{run_id}/output_notebook" in notebook.get_attribute("src")
+    page.wait_for_timeout(500)  # anything the frame's page would complain about has been said
+    assert not console, [getattr(m, "text", m) for m in console]
     shot(page, "run-failed-notebook")
 
     # Retry starts the deployment again with the same parameters and opens the new run

@@ -20,7 +20,7 @@ from browser_lab import (ARTIFACTS, CELLS, KERNEL_IDLE, REPO, RUN_ALL, JupyterLa
                          write_notebook)
 
 from nbflow.notebook.run_graph import STATE_COLOURS
-from nbflow.notebook.widgets import NODES
+from nbflow.notebook.widgets import ARROWS, NODES
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -171,6 +171,15 @@ def test_run_graph_widget_renders_task_nodes_with_their_states(page: Any, jupyte
     for state, n in counts.items():
         assert re.search(rf"\b{state} {n}\b", text), f"header lacks '{state} {n}': {text}"
     assert run["state"] in text, (run["state"], text)
+
+    # the edges (square[i] -> total) carry arrowheads: trace ARROWS, grey arrow markers, no lines
+    arrows = page.evaluate(f"""() => {{
+      const plot = document.querySelector('{PLOT}');
+      const trace = plot.data[{ARROWS}];
+      return {{mode: trace.mode, symbol: trace.marker.symbol, colour: trace.marker.color,
+              sizes: Array.from(trace.marker.size || []).filter((s) => s > 0).length}};
+    }}""")
+    assert arrows == {"mode": "markers", "symbol": "arrow", "colour": "#8d96a0", "sizes": 3}, arrows
 
     # the timeline: one bar per task run
     bars = page.locator(f"{PLOT} .barlayer .point")

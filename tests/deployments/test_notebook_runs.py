@@ -87,3 +87,23 @@ def test_failing_notebook_ends_failed_naming_the_cell_and_error(tmp_path: Path) 
     assert run["state"] == "Failed" and run["state_message"] == ("Cell 3 of the output notebook "
                                                                  "(`raise ValueError('bad input file')`) raised ValueError: bad input file")
     assert Path(run["output_notebook"]).is_file()  # the failed run's output notebook is kept
+
+
+def test_a_notebook_without_kernelspec_needs_k_and_runs_with_it(tmp_path: Path) -> None:
+    bare = _notebook(tmp_path / "bare.ipynb", [("print('ran', 6 * 7)", [])])
+    nb = nbformat.read(bare, as_version=4)
+    del nb.metadata["kernelspec"]
+    nbformat.write(nb, bare)
+    refused = _cli("run", str(bare))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "no kernelspec" in refused.stderr and "-k python3" in refused.stderr
+    unknown = _cli("run", str(bare), "--kernel", "no-such-kernel")
+    assert unknown.returncode == 1 and "no kernel named 'no-such-kernel'" in unknown.stderr
+    assert "python3" in unknown.stderr  # the installed kernels are listed
+    assert nbflow.runs().empty  # nothing half-recorded
+    out = tmp_path / "out.ipynb"
+    done = _cli("run", str(bare), "-k", "python3", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "ran 42" in "".join(o.get("text", "") for c in nbformat.read(out, as_version=4).cells
+                               for o in c.get("outputs", []))
+    assert nbflow.runs()["state"].tolist() == ["Completed"]

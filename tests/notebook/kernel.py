@@ -25,7 +25,8 @@ def run_notebook(cells: list[str], workdir: Path, *, allow_errors: bool = False,
     nb = make_notebook(cells)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                             resources={"metadata": {"path": str(workdir)}})
-    client.execute(env={**os.environ, **(env or {})})
+    # All cells are one flow run (the kernel shuts down after the last), however busy the machine.
+    client.execute(env={**os.environ, "NBFLOW_NOTEBOOK_IDLE_SECONDS": "10", **(env or {})})
     return nb
 
 
@@ -54,3 +55,36 @@ def error_of(cell: Any) -> dict | None:
 
 
 __all__ = ["CellExecutionError", "error_of", "make_notebook", "outputs_text", "run_notebook"]
+
+
+class LiveKernel:
+    """A kernel a test talks to cell by cell, as JupyterLab does (jupyter_client), until stop()."""
+
+    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.manager = KernelManager(kernel_name="python3")
+        self.manager.start_kernel(cwd=str(workdir), env={**os.environ, **(env or {})})
+        self.client = self.manager.blocking_client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    @property
+    def pid(self) -> int:
+        return self.manager.provisioner.process.pid
+
+    def execute(self, code: str, timeout: float = 60) -> list[dict]:
+        """Run one cell; its iopub outputs (stream, execute_result, display_data, error)."""
+        outputs: list[dict] = []
+
+        def keep(msg: dict) -> None:
+            if msg["msg_type"] in ("stream", "execute_result", "display_data", "error"):
+                outputs.append({"output_type": msg["msg_type"], **msg["content"]})
+
+        self.client.execute_interactive(code, timeout=timeout, output_hook=keep)
+        return outputs
+
+    def stop(self) -> None:
+        """Shut the kernel down as Jupyter does (a shutdown request, then signals if it lingers)."""
+        self.client.stop_channels()
+        self.manager.shutdown_kernel()

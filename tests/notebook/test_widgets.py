@@ -86,7 +86,7 @@ def test_render_html_of_a_real_flow_run() -> None:
     assert "<broken>" not in page
     assert "<script" not in page.lower() and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert page.count("<svg") == 2 and "<table" in page
-    assert page.count("<path") == 5  # edges: fetch[1] -> explode, four fetches -> total
+    assert page.count("marker-end=\"url(#nbflow-arrow)\"") == 5  # edges, arrowed: fetch[1] -> explode, fetches -> total
 
 
 def test_a_thousand_task_runs_stay_readable() -> None:
@@ -99,7 +99,7 @@ def test_a_thousand_task_runs_stay_readable() -> None:
                                   upstream=tuple(f"m{i}" for i in range(1200)), order=1200)
     page = render(graph, now=31.0)
     assert "work ×1200" in page and "1188 Completed, 12 Failed" in page
-    assert page.count("<circle") == 1 and page.count("<path") == 1
+    assert page.count("<circle") == 1 and page.count("marker-end=") == 1
     assert len(page) < 150_000
 
 
@@ -118,6 +118,11 @@ def test_view_of_a_finished_run_has_widget_and_html_fallback(widgets: Any) -> No
 
     points = view.figure.data[1]
     assert len(points.x) == 6 and len(view.figure.data[3].x) == 6  # six nodes, six bars
+    arrows = view.figure.data[widgets.ARROWS]  # one arrowhead per edge (5), turned along it
+    assert list(arrows.marker.size).count(9.0) == 5 and arrows.marker.symbol == "arrow"
+    assert 'marker-end="url(#nbflow-arrow)"' in bundle["text/html"]
+    bars = view.figure.data[3]  # the fetches take ~0 s, yet every bar shows
+    assert min(bars.x) >= 0.9 * widgets.MIN_BAR_SHARE * max(b + x for b, x in zip(bars.base, bars.x)) > 0
     failed = next(n for n in view.graph.nodes.values() if n.task_name == "explode")
     view.select(failed.id)
     assert "ValueError: row 10 is &lt;broken&gt;" in view.detail.value

@@ -117,11 +117,17 @@ def test_parameter_schema_and_workers(server, tmp_path) -> None:
     assert "required" not in flow_schema  # rows has the deployment's value
     by_flow = server.request("GET", "deployments/typed%2Ftyped-flow")  # FLOW/DEPLOYMENT, as Prefect names it
     assert by_flow[0] == 200 and by_flow[1]["name"] == "typed-flow"
-    server.request("POST", "workers/w-views/heartbeat", {"work_pool": "nobody", "run_ids": []})
+    server.request("POST", "workers/w-views/heartbeat", {"work_pool": "nobody", "run_ids": [], "pid": 4242,
+                                                         "host": "lab-box"})
     workers = server.request("GET", "workers")[1]
     mine = next(w for w in workers if w["id"] == "w-views")
     assert mine["online"] is True and mine["work_pool"] == "nobody" and mine["heartbeat"].endswith("Z")
-    assert any(w["work_pool"] == "default" and w["online"] for w in workers)  # the in-server worker
+    assert mine["pid"] == 4242 and mine["host"] == "lab-box"  # the worker's own process and machine
+    in_server = next(w for w in workers if w["work_pool"] == "default" and w["online"])
+    assert isinstance(in_server["pid"], int) and in_server["pid"] > 0
+    pools = {p["name"]: p for p in server.request("GET", "work_pools")[1]}
+    assert pools["default"]["created"] and pools["nobody"]["created"]  # pools first met at a heartbeat
+    assert server.request("POST", "workers/w-views/heartbeat", {"pid": 0})[0] == 422
 
 
 def test_the_dashboard_page_needs_a_login(server) -> None:

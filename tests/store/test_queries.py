@@ -130,3 +130,18 @@ def test_flow_run_unknown_ambiguous_or_too_short(filled: EmbeddedStore) -> None:
 
     with pytest.raises(UnknownRunError, match="No flow run with id 'bbb'"):
         queries.flow_run(filled, "bbb")  # shorter than 4 characters: exact ids only
+
+
+def test_scheduled_runs_sort_by_their_time_and_are_not_a_flows_last_run(filled: EmbeddedStore, rows) -> None:
+    # Slots scheduled ahead, all created at one moment (as the scheduler does), in no order.
+    created = T0 + 200
+    filled.write(records.Batch(flow_runs=[
+        rows.flow_run(f"slot{i}", state="Scheduled", start=None, start_time=None, end_time=None,
+                      duration_s=None, pid=None, created=created, scheduled_time=T0 + 3600 * i)
+        for i in (2, 3, 1)]))
+    for limit in (None, 100, 5):  # the whole list and a page (read the short way on its second read)
+        for _ in range(2):
+            ids = queries.runs(filled, limit=limit)["id"].tolist()[:5]
+            assert ids == ["slot3", "slot2", "slot1", "cccc4444", "bbbb3333"]
+    etl = queries.flows(filled).set_index("flow_name").loc["etl"]
+    assert etl["last_state"] == "Cached" and etl["runs"] == 6  # the last run that started

@@ -14,7 +14,12 @@ const LABELS_UP_TO = 30;
 const ROW_NAMES_UP_TO = 40;
 /** above this many rows the timeline draws each state's bars as one WebGL trace. */
 const GL_ROWS = 300;
+/** the shortest bar drawn, as a share of the timeline (the widget's MIN_BAR_SHARE). */
+const MIN_BAR_SHARE = 0.006;
 const EDGE_COLOUR = "#b5bcc4";
+const ARROW_COLOUR = "#8d96a0";
+/** edges get an arrowhead (showing which way data flows) up to this many. */
+const ARROWS_UP_TO = 600;
 const FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Helvetica, Arial, sans-serif';
 const CONFIG = {
   displaylogo: false,
@@ -138,12 +143,17 @@ export function graphFigure(graph, widthPx = 1000) {
   const kind = gl ? "scattergl" : "scatter";
   const ex = [];
   const ey = [];
+  const mids = { x: [], y: [], size: [] };
   for (const edge of graph.edges || []) {
     const a = at.get(edge.from);
     const b = at.get(edge.to);
     if (!a || !b) continue;
     ex.push(a.x, b.x, null);
     ey.push(a.y, b.y, null);
+    // an arrowhead half-way, turned along the edge (angleref "previous": from the point before)
+    mids.x.push(a.x, (a.x + b.x) / 2, null);
+    mids.y.push(a.y, (a.y + b.y) / 2, null);
+    mids.size.push(0, 9, 0);
   }
   const size = nodes.length <= 100 ? 12 : nodes.length <= 400 ? 9 : 6;
   const labelled = nodes.length <= LABELS_UP_TO;
@@ -169,6 +179,11 @@ export function graphFigure(graph, widthPx = 1000) {
       },
     },
   ];
+  if (!gl && mids.x.length && mids.x.length <= ARROWS_UP_TO * 3) {
+    // after the nodes, so trace 1 stays the nodes (clicks read its customdata)
+    data.push({ type: "scatter", mode: "markers", x: mids.x, y: mids.y, hoverinfo: "skip",
+      marker: { symbol: "arrow", angleref: "previous", size: mids.size, color: ARROW_COLOUR, line: { width: 0 } } });
+  }
   const xs = nodes.map((n) => n.x);
   const ys = nodes.map((n) => n.y);
   const xRange = [Math.min(...xs) - PAD, Math.max(...xs) + PAD];
@@ -217,6 +232,8 @@ export function timelineFigure(graph, runStart) {
   const rows = timelineRows(graph, runStart);
   if (!rows.length) return null;
   const named = rows.length <= ROW_NAMES_UP_TO;
+  // every bar that started shows, however short (a cache hit takes ~0 s)
+  const shortest = Math.max(...rows.map((r) => r.end), 0.001) * MIN_BAR_SHARE;
   const data = [];
   if (rows.length <= GL_ROWS || !hasWebGL()) {
     data.push({
@@ -224,7 +241,7 @@ export function timelineFigure(graph, runStart) {
       orientation: "h",
       y: rows.map((_, i) => i),
       base: rows.map((r) => r.start),
-      x: rows.map((r) => Math.max(r.end - r.start, 0.0005)),
+      x: rows.map((r) => Math.max(r.end - r.start, shortest)),
       width: 0.8,
       hovertext: rows.map((r) => hoverText(r.node)),
       hoverinfo: "text",
@@ -241,7 +258,7 @@ export function timelineFigure(graph, runStart) {
       const colour = colourOf(r.node, graph.colours);
       if (!byState.has(colour)) byState.set(colour, { x: [], y: [] });
       const trace = byState.get(colour);
-      trace.x.push(r.start, Math.max(r.end, r.start + 0.0005), null);
+      trace.x.push(r.start, Math.max(r.end, r.start + shortest), null);
       trace.y.push(i, i, null);
     });
     for (const [colour, xy] of byState) {
