@@ -2,13 +2,13 @@
 
 from nbflow.engine.states import (
     AwaitingRetry, Cancelled, Cancelling, Completed, Crashed, Failed, Late, Paused, Pending, Retrying, Running,
-    Scheduled, State, StateType, Suspended, TimedOut, exception_to_crashed_state, exception_to_failed_state,
+    Scheduled, State, StateGroup, StateType, Suspended, TimedOut, exception_to_crashed_state, exception_to_failed_state,
     get_state_exception, is_state_iterable, raise_state_exception, return_value_to_state,
 )
 
 __all__ = [
     "AwaitingRetry", "Cancelled", "Cancelling", "Completed", "Crashed", "Failed", "Late", "Paused", "Pending",
-    "Retrying", "Running", "Scheduled", "State", "StateType", "Suspended", "TimedOut",
+    "Retrying", "Running", "Scheduled", "State", "StateGroup", "StateType", "Suspended", "TimedOut",
     "exception_to_crashed_state", "exception_to_failed_state", "get_state_exception", "is_state_iterable",
     "raise_state_exception", "return_value_to_state",
 ]

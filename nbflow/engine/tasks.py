@@ -3,37 +3,41 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import inspect
+import marshal
 import threading
 import time
 from typing import Any, Callable, Iterable
 
 from nbflow.engine.cache_policies import NO_CACHE, CacheKeyFnPolicy, CachePolicy
 from nbflow.engine.calls import call_sync
-from nbflow.engine.context import FlowRunContext, flow_run_context, with_tags
+from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.annotations import BaseAnnotation, unmapped
 from nbflow.engine.hooks import HookDecorators
+from nbflow.engine.methods import MethodBinding, unwrap_method
 from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream
 from nbflow.engine.models import TaskRun, new_run_id
 from nbflow.engine.options import (check_callable, check_hooks, check_reserved, check_run_name, check_tags,
-                                   check_timeout)
+                                   check_timeout, decorator_signature, with_options_signature)
 from nbflow.engine.retries import check_retry_options
 from nbflow.engine.states import State
 from nbflow.engine.task_engine import task_run_steps
 from nbflow.engine.task_runners import TaskRunner, ThreadPoolTaskRunner
 from nbflow.engine.transitions import enter_task_state
-from nbflow.errors import TaskDefinitionError
+from nbflow.errors import MappingLengthMismatch, MappingMissingIterable, TaskDefinitionError
 
 _runner_lock = threading.Lock()
 _default_runner: TaskRunner | None = None
 
 
-class Task(HookDecorators):
+class Task(MethodBinding, HookDecorators):
     """A function whose calls are recorded as task runs, with retries, timeouts and caching."""
 
     def __init__(self, fn: Callable, *, name: str | None = None, description: str | None = None,
-                 tags: Iterable[str] | None = None, version: str | None = None, retries: int = 0,
+                 tags: Iterable[str] | None = None, version: str | None = None, retries: int | None = 0,
                  retry_delay_seconds: Any = None, retry_jitter_factor: float | None = None,
                  retry_condition_fn: Callable | None = None, timeout_seconds: float | None = None,
                  cache_key_fn: Callable | None = None, cache_expiration: dt.timedelta | None = None,
@@ -42,17 +46,21 @@ class Task(HookDecorators):
                  on_completion: list[Callable] | None = None,
                  on_failure: list[Callable] | None = None, on_running: list[Callable] | None = None,
                  task_run_name: str | Callable[..., str] | None = None) -> None:
+        fn, method_kind = unwrap_method(fn)
         if not callable(fn):
-            raise TaskDefinitionError(f"@task needs a function; got {type(fn).__name__} {fn!r}.")
+            raise TaskDefinitionError(f"'fn' must be callable: @task needs a function; got {type(fn).__name__} {fn!r}.")
+        if method_kind is not None:
+            self._method_kind = method_kind
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         owner = f"@task {self.name!r}"
         check_reserved(owner, fn)
         self.description = description or inspect.getdoc(fn)
-        self.tags = check_tags(owner, tags)
+        self.tags = set(check_tags(owner, tags))  # a set, as Prefect's (my_task.tags.add(...))
         self.version = version
-        self.retries = retries
-        self.retry_delays = check_retry_options(owner, retries, retry_delay_seconds, retry_jitter_factor)
+        self.retries = retries = 0 if retries is None else retries
+        self.retry_delay_seconds, self.retry_delays = check_retry_options(
+            owner, retries, retry_delay_seconds, retry_jitter_factor)
         self.retry_jitter_factor = retry_jitter_factor
         check_callable(owner, "retry_condition_fn", retry_condition_fn)
         self.retry_condition_fn = retry_condition_fn
@@ -71,13 +79,13 @@ class Task(HookDecorators):
         self.refresh_cache = bool(refresh_cache)
         self.persist_result = persist_result
         self.log_prints = log_prints
-        self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
-        self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
-        self.on_running_hooks = check_hooks(owner, "on_running", on_running)
+        self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion, "task")
+        self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure, "task")
+        self.on_running_hooks = check_hooks(owner, "on_running", on_running, "task")
         check_run_name(owner, "task_run_name", task_run_name)
         self.task_run_name = task_run_name
-        self.is_async = inspect.iscoroutinefunction(fn)
-        self.task_key = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', self.name)}"
+        self.is_async = self.isasync = inspect.iscoroutinefunction(fn)
+        self.task_key = task_key(fn)
         self._signature: inspect.Signature | None = None
         #: where results are written and read back (None: the home's ResultStore). The notebook
         #: layer stores a cell's outputs one file per variable through this.
@@ -96,13 +104,23 @@ class Task(HookDecorators):
 
     # -- definition -------------------------------------------------------------------------
 
+    @functools.cached_property
+    def source_code(self) -> str | None:
+        """The function's source (None for a callable object or code without a file); kept on the
+        task once read, so it travels with a pickled task."""
+        try:
+            return inspect.getsource(self.fn)
+        except (TypeError, OSError):
+            return None
+
     def with_options(self, **options: Any) -> "Task":
         """A copy of this task with some options changed."""
-        unknown = set(options) - set(self._options)
+        unknown = set(options) - set(self._options) | ({"version"} & set(options))
         if unknown:
             raise TaskDefinitionError(
-                f"with_options() got unknown option(s) {sorted(unknown)}; valid: {sorted(self._options)}.")
-        return Task(self.fn, **{**self._options, **options})
+                f"with_options() got unknown option(s) {sorted(unknown)}; valid: "
+                f"{sorted(set(self._options) - {'version'})}.")
+        return self._carry_binding(Task(self.fn, **{**self._options, **options}))
 
     def bind(self, args: tuple, kwargs: dict) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults filled in."""
@@ -117,6 +135,8 @@ class Task(HookDecorators):
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
                  **kwargs: Any) -> Any:
         """Run the task now and return its result (or its final state with return_state=True)."""
+        if self._bound_self is not None:
+            args = (self._bound_self, *args)
         flow_ctx = flow_run_context.get()
         if self.is_async and (flow_ctx is None or flow_ctx.is_async):
             return self._call_async(flow_ctx, args, kwargs, return_state, wait_for)
@@ -144,15 +164,25 @@ class Task(HookDecorators):
 
     def submit(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> TaskRunFuture:
         """Start a task run on the flow's task runner; return its future at once."""
-        flow_ctx = flow_run_context.get()
+        if self._bound_self is not None:
+            args = (self._bound_self, *args)
+        flow_ctx = _submitting_context("submit", "submitting a task")
         return self._submit(flow_ctx, _runner_for(flow_ctx), args, kwargs, wait_for, None)
 
-    def map(self, *args: Any, wait_for: Iterable[Any] | None = None, **kwargs: Any) -> FutureList:
-        """Submit one task run per element of the iterable arguments; `unmapped(x)` is passed whole."""
-        flow_ctx = flow_run_context.get()
+    def map(self, *args: Any, wait_for: Iterable[Any] | None = None, return_state: bool = False,
+            **kwargs: Any) -> Any:
+        """Submit one task run per element of the iterable arguments; `unmapped(x)` is passed whole.
+        Returns the futures (their final states, once all are done, with return_state=True)."""
+        if self._bound_self is not None:
+            args = (unmapped(self._bound_self), *args)
+        flow_ctx = _submitting_context("map", "mapping a task")
         runner = _runner_for(flow_ctx)
         calls = _mapped_calls(self, args, kwargs)
-        return FutureList(self._submit(flow_ctx, runner, a, k, wait_for, i) for i, (a, k) in enumerate(calls))
+        futures = FutureList(self._submit(flow_ctx, runner, a, k, wait_for, i) for i, (a, k) in enumerate(calls))
+        if return_state:
+            futures.wait()
+            return [future.state for future in futures]
+        return futures
 
     def _submit(self, flow_ctx: FlowRunContext | None, runner: TaskRunner, args: tuple, kwargs: dict,
                 wait_for: Iterable[Any] | None, dynamic_key: int | None) -> TaskRunFuture:
@@ -176,7 +206,8 @@ class Task(HookDecorators):
 
     def _new_run(self, flow_ctx: FlowRunContext | None, dynamic_key: int | None = None) -> TaskRun:
         run = TaskRun(new_run_id(), flow_ctx.flow_run.id if flow_ctx else None, self.name,
-                      self.task_key, dynamic_key=dynamic_key, tags=with_tags(self.tags), created=time.time())
+                      self.task_key, dynamic_key=dynamic_key,
+                      tags=with_tags(tuple(sorted(self.tags)) if self.tags else ()), created=time.time())
         enter_task_state(run, "Pending")
         return run
 
@@ -187,28 +218,19 @@ class Task(HookDecorators):
     def __repr__(self) -> str:
         return f"Task(name={self.name!r})"
 
-    def __get__(self, instance: Any, owner: Any) -> Any:
-        # Tasks defined as methods bind like functions.
-        if instance is None:
-            return self
-        return _BoundTask(self, instance)
 
-
-class _BoundTask:
-    __slots__ = ("task", "instance")
-
-    def __init__(self, task: Task, instance: Any) -> None:
-        self.task = task
-        self.instance = instance
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.task(self.instance, *args, **kwargs)
-
-    def submit(self, *args: Any, **kwargs: Any) -> TaskRunFuture:
-        return self.task.submit(self.instance, *args, **kwargs)
-
-    def map(self, *args: Any, **kwargs: Any) -> FutureList:
-        return self.task.map(unmapped(self.instance), *args, **kwargs)
+def task_key(fn: Callable) -> str:
+    """Prefect's task key: the function's own name and a short hash of its code, so two tasks of
+    one name in different places differ and an edited function gets a new key."""
+    qualname = getattr(fn, "__qualname__", None)
+    if qualname is None:
+        return f"{type(fn).__module__}.{type(fn).__qualname__}"
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+    try:
+        digest = hashlib.md5(marshal.dumps(code), usedforsecurity=False).hexdigest()[:8] if code else "unknown"
+    except ValueError:  # code holding constants marshal cannot write
+        digest = hashlib.md5(code.co_code, usedforsecurity=False).hexdigest()[:8]
+    return f"{qualname.split('.')[-1]}-{digest}"
 
 
 def _merge_upstream(run: TaskRun, found: list[str]) -> None:
@@ -233,6 +255,18 @@ def _crashed(run: TaskRun, exc: BaseException) -> State:
     if run.state is not None and run.state.is_final():
         return run.state
     return enter_task_state(run, "Crashed", f"nbflow could not run the task: {run.error}", exception=exc)
+
+
+def _submitting_context(method: str, doing: str) -> FlowRunContext | None:
+    """The flow run a .submit()/.map() belongs to; as in Prefect 3, RuntimeError outside any flow
+    or task run (there is no task runner to use)."""
+    flow_ctx = flow_run_context.get()
+    if flow_ctx is None and task_run_context.get() is None:
+        raise RuntimeError(
+            f"Unable to determine task runner to use for {'mapped task runs' if method == 'map' else 'submission'}. "
+            f"If you are {doing} outside of a flow, call it inside a @flow function (or call the task "
+            f"directly to run it now): .{method}() runs on the flow's task runner.")
+    return flow_ctx
 
 
 def _runner_for(flow_ctx: FlowRunContext | None) -> TaskRunner:
@@ -267,7 +301,9 @@ def _elements(value: Any) -> list:
 
 
 def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, dict]]:
-    """Split .map() arguments into one (args, kwargs) per element; check lengths agree."""
+    """Split .map() arguments into one (args, kwargs) per element, as Prefect does: futures and
+    states among them stand for their results, `**kwargs` entries map like named parameters,
+    and the iterables must have one length."""
     if task._signature is None:
         task._signature = inspect.signature(task.fn)
     try:
@@ -275,19 +311,26 @@ def _mapped_calls(task: Task, args: tuple, kwargs: dict) -> list[tuple[tuple, di
     except TypeError as exc:
         raise TypeError(f"{task.name}.map(): {exc}") from None
     arguments = dict(bound.arguments)
+    for name, parameter in task._signature.parameters.items():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD and name in arguments:
+            arguments.update(arguments.pop(name))  # each call passes them by name again
     for name, value in arguments.items():
         if isinstance(value, TaskRunFuture):
             arguments[name] = value.result()
+        elif isinstance(value, State):
+            arguments[name] = value._result(True)
     mapped = {n: _elements(v) for n, v in arguments.items() if _is_mappable(v)}
     if not mapped:
-        raise TypeError(
-            f"{task.name}.map() needs at least one iterable argument to map over; got "
-            f"{sorted(arguments)}. Call {task.name}.submit() for a single run.")
+        raise MappingMissingIterable(
+            f"No iterable parameters were received. Parameters for map must include at least one iterable. "
+            f"Parameters: {arguments}. ({task.name}.map() needs an iterable argument to map over; call "
+            f"{task.name}.submit() for a single run.)")
     lengths = {n: len(v) for n, v in mapped.items()}
     if len(set(lengths.values())) > 1:
-        raise ValueError(
-            f"{task.name}.map(): the iterables have different lengths {lengths}; make them equal, "
-            "or wrap arguments that should be passed whole in unmapped(...).")
+        raise MappingLengthMismatch(
+            f"Received iterable parameters with different lengths. Parameters for map must all be the same "
+            f"length. Got lengths: {lengths}. ({task.name}.map(): make them equal, or wrap arguments that "
+            "should be passed whole in unmapped(...).)")
     static = {n: (v.unwrap() if type(v) is unmapped else v) for n, v in arguments.items() if n not in mapped}
     count = next(iter(lengths.values()))
     calls = []
@@ -302,3 +345,8 @@ def task(__fn: Callable | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Task(__fn, **options)
     return lambda fn: Task(fn, **options)
+
+
+task.__signature__ = decorator_signature(Task)  # type: ignore[attr-defined]
+# A definition's version stays with it (Prefect's with_options takes no version either).
+Task.with_options.__signature__ = with_options_signature(Task, drop=("version",))  # type: ignore[attr-defined]
