@@ -15,6 +15,7 @@ from nbflow.engine.flow_engine import flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
 from nbflow.engine.options import (check_flow_name, check_hooks, check_reserved, check_run_name, check_tags,
                                    check_timeout, decorator_signature, run_name, with_options_signature)
+from nbflow.engine.generators import FlowLife, astream, check_return_state, stream
 from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.methods import MethodBinding, unwrap_method
 from nbflow.engine.parameters import bind_parameters, type_hints, validate
@@ -71,7 +72,10 @@ class Flow(MethodBinding, HookDecorators):
         self.on_running_hooks = check_hooks(owner, "on_running", on_running, "flow")
         check_run_name(owner, "flow_run_name", flow_run_name)
         self.flow_run_name = flow_run_name
-        self.is_async = self.isasync = inspect.iscoroutinefunction(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        #: a generator function's runs stream its values (engine/generators.py).
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isasync = self.is_async or inspect.isasyncgenfunction(fn)
         self.signature = inspect.signature(fn)
         self._hints: dict[str, Any] | None = None
         self._options = dict(
@@ -126,6 +130,11 @@ class Flow(MethodBinding, HookDecorators):
         if self._bound_self is not None:
             args = (self._bound_self, *args)
         parent = flow_run_context.get()
+        if self.isgenerator:
+            check_return_state("flow", return_state)
+            if self.isasync:
+                return astream(FlowLife(self, parent, args, kwargs, wait_for, is_async=True))
+            return stream(FlowLife(self, parent, args, kwargs, wait_for, is_async=False))
         if self.is_async:
             coro = self._run_async(parent, args, kwargs, return_state, wait_for)
             if parent is not None and not parent.is_async:

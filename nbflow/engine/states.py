@@ -413,6 +413,17 @@ def exception_to_crashed_state(exc: BaseException) -> State:
     return State("Crashed", message, exception=exc)
 
 
+class StateList(list):
+    """What a flow that returned `.map()` futures hands back: their final states (as Prefect's
+    future list holding states), with the `.result()` and `.wait()` the futures had."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Nothing to wait for: every state in the list is final."""
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]:
+        return [state._result(raise_on_failure) for state in self]
+
+
 class StateGroup:
     """Counts over several states, as Prefect's `StateGroup` (how many failed, are final, ...)."""
 

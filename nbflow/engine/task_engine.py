@@ -8,6 +8,7 @@ failure and crash each have their own handler. It is driven by
 from __future__ import annotations
 
 import logging
+from types import GeneratorType
 from typing import Any
 
 from nbflow.engine import caching
@@ -141,6 +142,8 @@ def handle_returned_state(task: Any, run: TaskRun, value: Any, flow_ctx: FlowRun
 
 def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
                    flow_ctx: FlowRunContext | None) -> State:
+    if type(value) is GeneratorType:
+        value = list(value)  # a returned generator is run through, as Prefect does (it cannot be stored)
     if task.persist_result or (task.persist_result is None and cache_key is not None):
         try:
             caching.persist(task, run, value, cache_key)

@@ -16,6 +16,7 @@ from nbflow.engine.calls import call_sync
 from nbflow.engine.context import FlowRunContext, flow_run_context, task_run_context, with_tags
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.annotations import BaseAnnotation, unmapped
+from nbflow.engine.generators import TaskLife, astream, check_return_state, stream
 from nbflow.engine.hooks import HookDecorators
 from nbflow.engine.methods import MethodBinding, unwrap_method
 from nbflow.engine.futures import FutureList, TaskRunFuture, resolve_inputs, submitted_upstream
@@ -84,7 +85,10 @@ class Task(MethodBinding, HookDecorators):
         self.on_running_hooks = check_hooks(owner, "on_running", on_running, "task")
         check_run_name(owner, "task_run_name", task_run_name)
         self.task_run_name = task_run_name
-        self.is_async = self.isasync = inspect.iscoroutinefunction(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        #: a generator function's runs stream its values (engine/generators.py).
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isasync = self.is_async or inspect.isasyncgenfunction(fn)
         self.task_key = task_key(fn)
         self._signature: inspect.Signature | None = None
         #: where results are written and read back (None: the home's ResultStore). The notebook
@@ -138,6 +142,10 @@ class Task(MethodBinding, HookDecorators):
         if self._bound_self is not None:
             args = (self._bound_self, *args)
         flow_ctx = flow_run_context.get()
+        if self.isgenerator:
+            check_return_state("task", return_state)
+            life = TaskLife(self, flow_ctx, args, kwargs, wait_for)
+            return astream(life) if self.isasync else stream(life)
         if self.is_async and (flow_ctx is None or flow_ctx.is_async):
             return self._call_async(flow_ctx, args, kwargs, return_state, wait_for)
         run = self._new_run(flow_ctx)
