@@ -203,8 +203,7 @@ class Flow(MethodBinding, HookDecorators):
         """A subflow's arguments with futures and states replaced by their results, after waiting for
         `wait_for`; when an upstream run did not complete, the run's state instead: Pending
         "NotReady", as Prefect leaves a subflow whose upstream failed (its body never runs)."""
-        inputs = resolve_inputs(args, kwargs, parent.results if parent else None,
-                                list(wait_for) if wait_for is not None else None)
+        inputs = resolve_inputs(args, kwargs, None, list(wait_for) if wait_for is not None else None)
         args = tuple(a._result(True) if type(a) is State else a for a in inputs.args)
         kwargs = {k: v._result(True) if type(v) is State else v for k, v in inputs.kwargs.items()}
         if not inputs.not_completed:
