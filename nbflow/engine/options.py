@@ -107,6 +107,13 @@ def check_callable(owner: str, option: str, value: Any) -> None:
 BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
 
 
+def legal_flow_name(name: str) -> str:
+    """`name` with each character flow names may not hold as "-" (for names taken from files)."""
+    for banned in BANNED_NAME_CHARACTERS:
+        name = name.replace(banned, "-")
+    return name
+
+
 def check_flow_name(name: Any, fn: Callable) -> str:
     """A flow's name: the given string, or the function's name with "_" as "-" (a lambda is
     "unknown-lambda"); Prefect's TypeError / InvalidNameError for anything else."""

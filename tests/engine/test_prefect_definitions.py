@@ -137,3 +137,11 @@ def test_state_group_counts_states() -> None:
     assert StateGroup([Completed(), Completed()]).all_completed()
     assert StateGroup([Paused()]).any_paused()
     assert repr(StateGroup([Completed()])) == "StateGroup<total=1, 'COMPLETED'=1>"
+
+
+def test_a_notebook_session_flow_takes_a_legal_name_from_its_file() -> None:
+    from nbflow.notebook.session import notebook_flow_name
+
+    name = notebook_flow_name({"JPY_SESSION_NAME": "/work/R&D <draft>.ipynb"})
+    assert name == "R-D -draft-" and Flow(lambda: None, name=name).name == name
+    assert notebook_flow_name({"NBFLOW_FLOW_NAME": "50%"}) == "50-"
