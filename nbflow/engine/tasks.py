@@ -6,8 +6,8 @@ import datetime as dt
 import functools
 import hashlib
 import inspect
-import marshal
 import threading
+import types
 import time
 from typing import Any, Callable, Iterable
 
@@ -229,16 +229,29 @@ class Task(MethodBinding, HookDecorators):
 
 def task_key(fn: Callable) -> str:
     """Prefect's task key: the function's own name and a short hash of its code, so two tasks of
-    one name in different places differ and an edited function gets a new key."""
+    one name differ and an edited function gets a new key. The hash leaves out file names and
+    line numbers: a task defined again in a restarted notebook kernel keeps its key."""
     qualname = getattr(fn, "__qualname__", None)
     if qualname is None:
         return f"{type(fn).__module__}.{type(fn).__qualname__}"
     code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
-    try:
-        digest = hashlib.md5(marshal.dumps(code), usedforsecurity=False).hexdigest()[:8] if code else "unknown"
-    except ValueError:  # code holding constants marshal cannot write
-        digest = hashlib.md5(code.co_code, usedforsecurity=False).hexdigest()[:8]
-    return f"{qualname.split('.')[-1]}-{digest}"
+    if code is None:
+        return f"{qualname.split('.')[-1]}-unknown"
+    digest = hashlib.md5(usedforsecurity=False)
+    _feed_code(digest, code)
+    return f"{qualname.split('.')[-1]}-{digest.hexdigest()[:8]}"
+
+
+def _feed_code(digest: Any, code: types.CodeType) -> None:
+    digest.update(code.co_code)
+    digest.update(repr((code.co_names, code.co_varnames)).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _feed_code(digest, const)
+        elif isinstance(const, frozenset):  # its order varies between processes
+            digest.update(repr(sorted(map(repr, const))).encode())
+        else:
+            digest.update(repr(const).encode())
 
 
 def _merge_upstream(run: TaskRun, found: list[str]) -> None:

@@ -145,3 +145,15 @@ def test_a_notebook_session_flow_takes_a_legal_name_from_its_file() -> None:
     name = notebook_flow_name({"JPY_SESSION_NAME": "/work/R&D <draft>.ipynb"})
     assert name == "R-D -draft-" and Flow(lambda: None, name=name).name == name
     assert notebook_flow_name({"NBFLOW_FLOW_NAME": "50%"}) == "50-"
+
+
+def test_task_key_depends_on_the_code_not_on_the_file_it_came_from() -> None:
+    def define(body: str, filename: str) -> Task:
+        namespace: dict = {}
+        exec(compile(f"def step(x):\n    return {body}\n", filename, "exec"), namespace)  # noqa: S102
+        return task(namespace["step"])
+
+    first = define("x in {'a', 'b'}", "/tmp/ipykernel_1/11.py")
+    again = define("x in {'a', 'b'}", "/tmp/ipykernel_2/97.py")  # the same cell after a kernel restart
+    assert first.task_key == again.task_key
+    assert define("x in {'a', 'c'}", "/tmp/ipykernel_1/11.py").task_key != first.task_key
