@@ -14,6 +14,18 @@ class TaskDefinitionError(NbflowError, ValueError, TypeError):
     """A @task or @flow was declared with an invalid option (Prefect raises ValueError or TypeError)."""
 
 
+class InvalidNameError(NbflowError, ValueError):
+    """A flow's name holds a character Prefect bans in names (/ % & > <)."""
+
+
+class MappingMissingIterable(NbflowError, TypeError):
+    """`.map()` was called without any iterable argument to map over."""
+
+
+class MappingLengthMismatch(NbflowError, ValueError):
+    """`.map()` was called with iterables of different lengths."""
+
+
 class ReservedArgumentError(NbflowError, TypeError):
     """A task's or flow's function uses a parameter name the call itself takes (wait_for, return_state)."""
 

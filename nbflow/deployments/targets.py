@@ -4,7 +4,6 @@ and theirs. A deploy form asks this before it shows its fields; nothing in the f
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from nbflow.deployments import paths

@@ -7,16 +7,17 @@ it, whatever happened to task runs it did not return.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from nbflow.engine.context import NOT_SET, FlowRunContext, flow_run_context
 from nbflow.engine.driver import Call, Sleep, Steps
-from nbflow.engine.futures import resolve_futures_to_states, wait
+from nbflow.engine.futures import FutureList, resolve_futures_to_states, wait
 from nbflow.engine.hooks import run_hooks
 from nbflow.engine.models import FlowRun
 from nbflow.engine.retries import retry_delay
 from nbflow.engine.run_logging import flow_run_logger, install_print_hook, log_prints_enabled
-from nbflow.engine.states import InvalidTransitionError, State, return_value_to_state
+from nbflow.engine.states import InvalidTransitionError, State, StateList, return_value_to_state
 from nbflow.engine.transitions import enter_flow_state, enter_returned_state
 from nbflow.errors import TimedOutError
 from nbflow.store.buffer import recorder
@@ -42,6 +43,9 @@ def flow_run_steps(flow: Any, run: FlowRun, args: tuple, kwargs: dict, ctx: Flow
             run.run_count += 1
             ctx.return_value = NOT_SET
             ok, value = yield Call(invoke, flow.fn, args, kwargs, flow.is_async, flow.timeout_seconds)
+            if ok and flow.is_async and inspect.iscoroutine(value):
+                # `return child()` in an async flow: Prefect awaits the coroutine it returns.
+                ok, value = yield Call(invoke, _awaited, (value,), {}, True, flow.timeout_seconds)
             if ok:
                 state = final_state(run, value, ctx)
             elif not isinstance(value, Exception):
@@ -68,6 +72,8 @@ def final_state(run: FlowRun, value: Any, ctx: FlowRunContext) -> State:
     """The state the flow's return value puts it in, by Prefect 3's rules (states.return_value_to_state):
     futures count as their final states; task runs it did not return do not decide it."""
     resolved = resolve_futures_to_states(value)
+    if type(value) is FutureList:
+        resolved = StateList(resolved)
     ctx.return_value = resolved
     return return_value_to_state(resolved)
 
@@ -122,6 +128,10 @@ def _hooks_for(flow: Any, state: State) -> list:
     if state.is_failed():
         return flow.on_failure_hooks
     return []
+
+
+async def _awaited(coro: Any) -> Any:
+    return await coro
 
 
 def _close_runner(ctx: FlowRunContext) -> None:

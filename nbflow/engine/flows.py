@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import time
@@ -14,8 +15,12 @@ from nbflow.engine.deployer import deployer
 from nbflow.engine.driver import drive_async, drive_sync
 from nbflow.engine.flow_engine import finish, flow_run_steps
 from nbflow.engine.models import FlowRun, new_run_id
-from nbflow.engine.options import check_hooks, check_reserved, check_run_name, check_tags, check_timeout, run_name
+from nbflow.engine.options import (check_flow_name, check_hooks, check_reserved, check_run_name, check_tags,
+                                   check_timeout, decorator_signature, run_name, with_options_signature)
+from nbflow.engine.generators import FlowLife, astream, check_return_state, stream
 from nbflow.engine.hooks import HookDecorators
+from nbflow.engine.futures import resolve_inputs
+from nbflow.engine.methods import MethodBinding, unwrap_method
 from nbflow.engine.parameters import FlowParameters
 from nbflow.engine.result_options import check_result_options, flow_persist_result
 from nbflow.engine.retries import check_retry_options
@@ -26,11 +31,13 @@ from nbflow.engine.transitions import enter_flow_state
 from nbflow.errors import ParameterTypeError, TaskDefinitionError
 
 
-class Flow(HookDecorators):
+class Flow(MethodBinding, HookDecorators):
     """A function whose calls are recorded as flow runs; tasks called inside belong to them."""
 
+    _hook_kind = "flow"
+
     def __init__(self, fn: Callable, *, name: str | None = None, version: str | None = None,
-                 description: str | None = None, retries: int = 0, retry_delay_seconds: Any = None,
+                 description: str | None = None, retries: int | None = 0, retry_delay_seconds: Any = None,
                  timeout_seconds: float | None = None, task_runner: TaskRunner | None = None,
                  log_prints: bool = False, validate_parameters: bool = True,
                  tags: Iterable[str] | None = None, on_completion: list[Callable] | None = None,
@@ -39,16 +46,19 @@ class Flow(HookDecorators):
                  flow_run_name: str | Callable[..., str] | None = None, persist_result: bool | None = None,
                  result_storage: str | os.PathLike | None = None, result_serializer: Any = None,
                  cache_result_in_memory: bool = True) -> None:
+        fn, method_kind = unwrap_method(fn)
         if not callable(fn):
-            raise TaskDefinitionError(f"@flow needs a function; got {type(fn).__name__} {fn!r}.")
+            raise TaskDefinitionError(f"'fn' must be callable: @flow needs a function; got {type(fn).__name__} {fn!r}.")
+        self.name = check_flow_name(name, fn)
+        if method_kind is not None:
+            self._method_kind = method_kind
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__).replace("_", "-")
         owner = f"@flow {self.name!r}"
         check_reserved(owner, fn)
-        self.version = version
+        self.version = version or source_file_hash(fn)
         self.description = description or inspect.getdoc(fn)
-        self.retries = retries
-        self.retry_delays = check_retry_options(owner, retries, retry_delay_seconds, None)
+        self.retries = retries = 0 if retries is None else retries
+        self.retry_delay_seconds, self.retry_delays = check_retry_options(owner, retries, retry_delay_seconds, None)
         self.timeout_seconds = check_timeout(owner, timeout_seconds)
         if task_runner is not None and not isinstance(task_runner, TaskRunner):
             if isinstance(task_runner, type) and issubclass(task_runner, TaskRunner):
@@ -61,11 +71,11 @@ class Flow(HookDecorators):
         self.log_prints = bool(log_prints)
         self.should_validate_parameters = bool(validate_parameters)
         self.tags = check_tags(owner, tags)
-        self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion)
-        self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure)
-        self.on_crashed_hooks = check_hooks(owner, "on_crashed", on_crashed)
-        self.on_cancellation_hooks = check_hooks(owner, "on_cancellation", on_cancellation)
-        self.on_running_hooks = check_hooks(owner, "on_running", on_running)
+        self.on_completion_hooks = check_hooks(owner, "on_completion", on_completion, "flow")
+        self.on_failure_hooks = check_hooks(owner, "on_failure", on_failure, "flow")
+        self.on_crashed_hooks = check_hooks(owner, "on_crashed", on_crashed, "flow")
+        self.on_cancellation_hooks = check_hooks(owner, "on_cancellation", on_cancellation, "flow")
+        self.on_running_hooks = check_hooks(owner, "on_running", on_running, "flow")
         check_run_name(owner, "flow_run_name", flow_run_name)
         self.flow_run_name = flow_run_name
         check_result_options(owner, result_storage, result_serializer, None, cache_result_in_memory)
@@ -76,6 +86,9 @@ class Flow(HookDecorators):
         self.result_serializer = result_serializer
         self.cache_result_in_memory = cache_result_in_memory
         self.is_async = inspect.iscoroutinefunction(fn)
+        #: a generator function's runs stream its values (engine/generators.py).
+        self.isgenerator = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        self.isasync = self.is_async or inspect.isasyncgenfunction(fn)
         self.signature = inspect.signature(fn)
         self._parameters = FlowParameters(fn, self.signature)
         self._options = dict(
@@ -96,7 +109,7 @@ class Flow(HookDecorators):
         if unknown:
             raise TaskDefinitionError(
                 f"with_options() got unknown option(s) {sorted(unknown)}; valid: {sorted(self._options)}.")
-        return Flow(self.fn, **{**self._options, **options})
+        return self._carry_binding(Flow(self.fn, **{**self._options, **options}))
 
     def serve(self, name: str, **options: Any) -> None:
         """Deploy this flow as `name` (cron=, interval=, parameters=, ...) and run its runs here until Ctrl-C."""
@@ -130,18 +143,31 @@ class Flow(HookDecorators):
             self._parameters.validate(bound)
         return bound
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+                 **kwargs: Any) -> Any:
         """Run the flow and return its result (or its final state with return_state=True).
 
         An async flow returns a coroutine to await, except when called inside a sync flow
-        or task, where it runs to completion.
+        or task, where it runs to completion. A subflow waits for `wait_for` futures and for
+        futures among its arguments, which pass their results (as in Prefect).
         """
+        if self._bound_self is not None:
+            args = (self._bound_self, *args)
         parent = flow_run_context.get()
+        if self.isgenerator:
+            check_return_state("flow", return_state)
+            if self.isasync:
+                return astream(FlowLife(self, parent, args, kwargs, wait_for, is_async=True))
+            return stream(FlowLife(self, parent, args, kwargs, wait_for, is_async=False))
         if self.is_async:
-            coro = self._run_async(parent, args, kwargs, return_state)
+            coro = self._run_async(parent, args, kwargs, return_state, wait_for)
             if parent is not None and not parent.is_async:
                 return run_coro_sync(coro)
             return coro
+        if parent is not None or wait_for is not None:
+            args, kwargs, not_ready = self._upstream(parent, args, kwargs, wait_for)
+            if not_ready is not None:
+                return self._outcome(not_ready, return_state)
         run, ctx, bound = self._start(parent, args, kwargs, is_async=False)
         if bound is None:
             return self._outcome(run.state, return_state)
@@ -153,7 +179,11 @@ class Flow(HookDecorators):
         return self._outcome(state, return_state, ctx)
 
     async def _run_async(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
-                         return_state: bool) -> Any:
+                         return_state: bool, wait_for: Iterable[Any] | None = None) -> Any:
+        if parent is not None or wait_for is not None:
+            args, kwargs, not_ready = self._upstream(parent, args, kwargs, wait_for)
+            if not_ready is not None:
+                return self._outcome(not_ready, return_state)
         run, ctx, bound = self._start(parent, args, kwargs, is_async=True)
         if bound is None:
             return self._outcome(run.state, return_state)
@@ -193,11 +223,34 @@ class Flow(HookDecorators):
             finish(self, run, ctx, State("Failed", f"{message} {type(exc).__name__}: {exc}", exception=exc))
             return run, ctx, None
         run.parameters = dict(bound.arguments)
+        if self._bound_self is not None:  # the instance or class a method is bound to is no parameter
+            run.parameters.pop(next(iter(self.signature.parameters)), None)
         if self.flow_run_name is not None:
             run.name = run_name(f"@flow {self.name!r}", "flow_run_name", self.flow_run_name, run.parameters)
         if run.state is None:
             enter_flow_state(run, "Pending")
         return run, ctx, bound
+
+    def _upstream(self, parent: FlowRunContext | None, args: tuple, kwargs: dict,
+                  wait_for: Iterable[Any] | None) -> tuple[tuple, dict, State | None]:
+        """A subflow's arguments with futures and states replaced by their results, after waiting for
+        `wait_for`; when an upstream run did not complete, the run's state instead: Pending
+        "NotReady", as Prefect leaves a subflow whose upstream failed (its body never runs)."""
+        inputs = resolve_inputs(args, kwargs, None, list(wait_for) if wait_for is not None else None)
+        args = tuple(a._result(True) if type(a) is State else a for a in inputs.args)
+        kwargs = {k: v._result(True) if type(v) is State else v for k, v in inputs.kwargs.items()}
+        if not inputs.not_completed:
+            return args, kwargs, None
+        upstream, state = inputs.not_completed[0]
+        task_ctx = task_run_context.get()
+        run = FlowRun(new_run_id(), self.name, parameters={}, flow_version=self.version,
+                      parent_flow_run_id=parent.flow_run.id if parent else None,
+                      parent_task_run_id=task_ctx.task_run.id if task_ctx else None,
+                      tags=with_tags(self.tags), created=time.time())
+        message = (f"Upstream task run '{upstream.id}' did not reach a 'COMPLETED' state: task "
+                   f"'{upstream.task_name}' ended {state.name}. Flow '{self.name}' did not start.")
+        enter_flow_state(run, "Pending")
+        return args, kwargs, enter_flow_state(run, "NotReady", message)
 
     @staticmethod
     def _outcome(state: Any, return_state: bool, ctx: FlowRunContext | None = None) -> Any:
@@ -226,6 +279,19 @@ class Flow(HookDecorators):
         return f"Flow(name={self.name!r})"
 
 
+def source_file_hash(fn: Callable) -> str | None:
+    """Prefect's default flow version: an MD5 hash of the file defining the function (None when
+    there is no such file, e.g. code typed at a prompt)."""
+    try:
+        path = inspect.getsourcefile(fn)
+        if path is None:
+            return None
+        with open(path, "rb") as handle:
+            return hashlib.md5(handle.read(), usedforsecurity=False).hexdigest()
+    except (TypeError, OSError):
+        return None
+
+
 def _crashed(run: FlowRun, exc: BaseException) -> None:
     """Record a flow run that nbflow itself could not finish as Crashed (if not final yet)."""
     if run.state is None or not run.state.is_final():
@@ -238,3 +304,7 @@ def flow(__fn: Callable | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Flow(__fn, **options)
     return lambda fn: Flow(fn, **options)
+
+
+flow.__signature__ = decorator_signature(Flow)  # type: ignore[attr-defined]
+Flow.with_options.__signature__ = with_options_signature(Flow)  # type: ignore[attr-defined]

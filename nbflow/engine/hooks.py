@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from nbflow.engine.options import check_hooks
+from nbflow.engine.options import check_hook
 
 
 def run_hooks(owner: Any, hooks: list[Callable], run: Any, state: Any, logger: Any) -> None:
@@ -31,8 +31,11 @@ class HookDecorators:
     """`@my_task.on_completion` / `@my_flow.on_failure`: add a hook to the definition's list and
     hand the function back. The lists are `on_<event>_hooks`."""
 
+    #: "task" or "flow": how error messages show the decorator.
+    _hook_kind = "task"
+
     def _add_hook(self, event: str, fn: Callable) -> Callable:
-        getattr(self, f"{event}_hooks").append(check_hooks(repr(self), event, fn)[0])
+        getattr(self, f"{event}_hooks").append(check_hook(repr(self), event, fn, self._hook_kind))
         return fn
 
     def on_completion(self, fn: Callable) -> Callable:

@@ -21,25 +21,42 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     return delays
 
 
+#: Prefect's limit on per-attempt delays.
+MAX_RETRY_DELAYS = 50
+
+
+def retry_delay_setting(retries: int, retry_delay_seconds: RetryDelay) -> float | list[float]:
+    """`retry_delay_seconds` as Prefect keeps it on the definition: a callable is called with the
+    number of retries (its list kept), None becomes 0, anything else stays as given."""
+    if callable(retry_delay_seconds):
+        return retry_delay_seconds(retries)
+    return 0 if retry_delay_seconds is None else retry_delay_seconds
+
+
 def check_retry_options(owner: str, retries: Any, retry_delay_seconds: RetryDelay,
-                        retry_jitter_factor: Any) -> list[float] | None:
-    """Validate retry options at decoration time; return fixed delays (None means 0 s)."""
+                        retry_jitter_factor: Any) -> tuple[Any, list[float] | None]:
+    """Validate retry options at decoration time; return `retry_delay_seconds` as Prefect keeps
+    it (`retry_delay_setting`) and the fixed delays the engine uses (None means 0 s)."""
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise TaskDefinitionError(
             f"{owner}: retries must be a whole number >= 0; got {retries!r}. "
             "Use retries=0 for no retries."
         )
+    setting = retry_delay_setting(retries, retry_delay_seconds)
+    return setting, _fixed_delays(owner, retry_delay_seconds, retry_jitter_factor, setting)
+
+
+def _fixed_delays(owner: str, retry_delay_seconds: RetryDelay, retry_jitter_factor: Any,
+                  delay: Any) -> list[float] | None:
     if retry_jitter_factor is not None and (
         not isinstance(retry_jitter_factor, (int, float)) or retry_jitter_factor < 0
     ):
         raise TaskDefinitionError(
-            f"{owner}: retry_jitter_factor must be a number >= 0; got {retry_jitter_factor!r}."
+            f"`retry_jitter_factor` must be >= 0. {owner}: retry_jitter_factor must be a number >= 0; "
+            f"got {retry_jitter_factor!r}."
         )
-    delay = retry_delay_seconds
-    if delay is None:
+    if retry_delay_seconds is None:
         return None
-    if callable(delay):
-        delay = delay(retries)
     if isinstance(delay, (int, float)) and not isinstance(delay, bool):
         delays = [float(delay)]
     elif isinstance(delay, (list, tuple)) and all(
@@ -48,9 +65,14 @@ def check_retry_options(owner: str, retries: Any, retry_delay_seconds: RetryDela
         delays = [float(d) for d in delay]
     else:
         raise TaskDefinitionError(
-            f"{owner}: retry_delay_seconds must be a number of seconds, a list of them, or a "
-            f"callable such as exponential_backoff(10); got {retry_delay_seconds!r}."
+            f"Invalid `retry_delay_seconds` provided; must be an int, float, list or callable. Received type "
+            f"{type(delay)}. {owner}: retry_delay_seconds must be a number of seconds, a list of them, or a "
+            f"callable such as exponential_backoff(10); got {delay!r}."
         )
+    if len(delays) > MAX_RETRY_DELAYS:
+        raise TaskDefinitionError(
+            f"Can not configure more than {MAX_RETRY_DELAYS} retry delays per task. {owner}: the last delay "
+            "is reused for every later retry, so a shorter list does the same.")
     if any(d < 0 for d in delays):
         raise TaskDefinitionError(f"{owner}: retry_delay_seconds must be >= 0; got {retry_delay_seconds!r}.")
     return delays

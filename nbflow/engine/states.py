@@ -6,6 +6,7 @@ next through `next_state`, which refuses transitions the table does not list.
 
 from __future__ import annotations
 
+import collections
 import enum
 import inspect
 import sys as _sys
@@ -469,3 +470,57 @@ def exception_to_crashed_state(exc: BaseException) -> State:
     else:
         message = f"Execution was interrupted by an unexpected exception: {type(exc).__name__}: {exc}"
     return State("Crashed", message, exception=exc)
+
+
+class StateList(list):
+    """What a flow that returned `.map()` futures hands back: their final states (as Prefect's
+    future list holding states), with the `.result()` and `.wait()` the futures had."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Nothing to wait for: every state in the list is final."""
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[Any]:
+        return [state._result(raise_on_failure) for state in self]
+
+
+class StateGroup:
+    """Counts over several states, as Prefect's `StateGroup` (how many failed, are final, ...)."""
+
+    def __init__(self, states: list[State]) -> None:
+        self.states = states
+        self.type_counts: dict[StateType, int] = collections.Counter(s.type for s in states)
+        self.total_count = len(states)
+        self.cancelled_count = self.type_counts[StateType.CANCELLED]
+        self.paused_count = self.type_counts[StateType.PAUSED]
+        self.final_count = sum(s.is_final() for s in states)
+        self.not_final_count = self.total_count - self.final_count
+
+    @property
+    def fail_count(self) -> int:
+        return self.type_counts[StateType.FAILED] + self.type_counts[StateType.CRASHED]
+
+    def all_completed(self) -> bool:
+        return self.type_counts[StateType.COMPLETED] == self.total_count
+
+    def any_cancelled(self) -> bool:
+        return self.cancelled_count > 0
+
+    def any_failed(self) -> bool:
+        return self.fail_count > 0
+
+    def any_paused(self) -> bool:
+        return self.paused_count > 0
+
+    def all_final(self) -> bool:
+        return self.final_count == self.total_count
+
+    def counts_message(self) -> str:
+        """`total=4, not_final=1, 'FAILED'=1, ...`"""
+        parts = [f"total={self.total_count}"]
+        if self.not_final_count:
+            parts.append(f"not_final={self.not_final_count}")
+        parts += [f"{kind.value!r}={n}" for kind, n in self.type_counts.items() if n]
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"StateGroup<{self.counts_message()}>"

@@ -8,6 +8,7 @@ failure and crash each have their own handler. It is driven by
 from __future__ import annotations
 
 import logging
+from types import GeneratorType
 from typing import Any
 
 from nbflow.engine import caching, failed_inputs, resume, transactions
@@ -202,6 +203,8 @@ def handle_kept_result(task: Any, run: TaskRun, value: Any, old_run_id: str,
 def handle_success(task: Any, run: TaskRun, value: Any, cache_key: str | None,
                    flow_ctx: FlowRunContext | None, persist: bool = False, ctx: Any = None,
                    parent: TaskRunContext | None = None) -> State:
+    if type(value) is GeneratorType:
+        value = list(value)  # a returned generator is run through, as Prefect does (it cannot be stored)
     data = value
     if persist:
         try:

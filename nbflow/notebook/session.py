@@ -30,6 +30,7 @@ from IPython import get_ipython
 from nbflow.engine.context import FlowRunContext
 from nbflow.engine.flows import Flow
 from nbflow.engine.models import FlowRun, new_run_id
+from nbflow.engine.options import legal_flow_name
 from nbflow.engine.transitions import enter_flow_state
 from nbflow.store.buffer import recorder
 
@@ -53,11 +54,11 @@ def notebook_flow_name(environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     explicit = env.get("NBFLOW_FLOW_NAME")
     if explicit:
-        return explicit
+        return legal_flow_name(explicit)
     session = env.get("JPY_SESSION_NAME")
     if session:
         name = Path(session).name
-        return name[:-6] if name.endswith(".ipynb") else name
+        return legal_flow_name(name[:-6] if name.endswith(".ipynb") else name)
     return DEFAULT_FLOW_NAME
 
 

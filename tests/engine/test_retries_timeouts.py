@@ -216,8 +216,8 @@ def test_on_crashed_hook_and_crashed_state_on_interrupt() -> None:
     ({"retry_delay_seconds": "soon"}, "retry_delay_seconds must be a number"),
     ({"retry_jitter_factor": -1}, "retry_jitter_factor must be a number >= 0"),
     ({"timeout_seconds": -1}, "timeout_seconds must be a number of seconds >= 0"),
-    ({"on_failure": ["not callable"]}, "must be callable"),
-    ({"on_completion": 42}, "must be a list of callables"),
+    ({"on_failure": ["not callable"]}, "Expected callables in 'on_failure'; got str instead"),
+    ({"on_completion": 42}, "Expected iterable for 'on_completion'; got int instead"),
     ({"retry_condition_fn": 3}, "retry_condition_fn must be callable"),
     ({"cache_expiration": 60}, "cache_expiration must be a datetime.timedelta"),
 ])
@@ -228,7 +228,7 @@ def test_bad_task_options_fail_at_decoration_time(options: dict, message: str) -
 
 @pytest.mark.parametrize(("options", "message"), [
     ({"retries": -2}, "retries must be"),
-    ({"on_crashed": [None]}, "must be callable"),
+    ({"on_crashed": [None]}, "Expected callables in 'on_crashed'; got NoneType instead"),
     ({"task_runner": "threads"}, "task_runner must be a task runner"),
 ])
 def test_bad_flow_options_fail_at_decoration_time(options: dict, message: str) -> None:

@@ -33,7 +33,7 @@ def test_state_exception_helpers():
     error = KeyError("k")
     assert get_state_exception(Failed(data=error)) is error
     assert "gone" in str(get_state_exception(Crashed(message="gone")))
-    with pytest.raises(ValueError, match="Expected failed or crashed state got"):
+    with pytest.raises(ValueError, match="Expected failed or crashed state got Completed"):
         get_state_exception(Completed())
     raise_state_exception(Completed())  # nothing to raise
     with pytest.raises(KeyError):
