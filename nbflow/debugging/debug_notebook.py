@@ -31,7 +31,7 @@ def debug_notebook(manifest: dict[str, Any]) -> dict[str, Any]:
         if m.get("source"):
             imports = "\n".join(m.get("imports") or [])
             cells.append(_code(f"{imports}\n\n{function_definition(m['source'])}".strip()))
-        name = function_name(m.get("source")) or m["task_key"].rsplit(".", 1)[-1]
+        name = function_name(m.get("source")) or _function(m)
         arguments = ", ".join(f"{p}={p}" for p in m["parameters"])
         cells.append(_code(f"result = {name}({arguments})\nresult"))
     return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -73,3 +73,8 @@ def _markdown(text: str) -> dict[str, Any]:
 def _code(text: str) -> dict[str, Any]:
     return {"cell_type": "code", "id": uuid.uuid4().hex[:8], "metadata": {}, "execution_count": None,
             "outputs": [], "source": text}
+
+
+def _function(manifest: dict) -> str:
+    """The failed task's function name (its qualified name's last part)."""
+    return (manifest.get("qualname") or manifest["task_key"]).rsplit(".", 1)[-1]

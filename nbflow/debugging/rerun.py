@@ -27,7 +27,7 @@ def task_function(manifest: dict[str, Any]) -> Callable:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. its module cannot be imported here
             errors.append(f"{type(exc).__name__}: {exc}")
-    filename, qualname = manifest.get("filename"), manifest["task_key"].rsplit(".", 1)[-1]
+    filename, qualname = manifest.get("filename"), (manifest.get("qualname") or manifest["task_key"]).rsplit(".", 1)[-1]
     if filename and Path(filename).is_file():
         spec = importlib.util.spec_from_file_location(f"nbflow_debug_{manifest['task_run_id'][:8]}", filename)
         module = importlib.util.module_from_spec(spec)

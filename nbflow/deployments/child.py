@@ -197,13 +197,13 @@ def _resume_flow(task_run_id: str) -> tuple[str, str] | None:
     manifest = inputs.manifest
     old = api.task_runs(manifest["flow_run_id"]).sort_values("created")
     order: dict[str, list[str]] = {}
-    for key, run_id in zip(old["task_key"], old["id"]):
-        order.setdefault(key, []).append(run_id)
+    for task_name, run_id in zip(old["task_name"], old["id"]):  # by name: fixing the code changes its key
+        order.setdefault(task_name, []).append(run_id)
     values = {}
     for name, producer in (manifest.get("producers") or {}).items():
-        runs = order.get(producer["task_key"], [])
+        runs = order.get(producer["task_name"], [])
         if name in inputs and producer["task_run_id"] in runs:
-            values[(producer["task_key"], runs.index(producer["task_run_id"]))] = (inputs[name], producer["task_run_id"])
+            values[(producer["task_name"], runs.index(producer["task_run_id"]))] = (inputs[name], producer["task_run_id"])
     resume.ACTIVE = resume.Resume(values, task_run_id)
     print(f"Resuming at failed task run {task_run_id} ({manifest['task_name']}): {len(values)} upstream "
           "result(s) come from its kept inputs.", flush=True)

@@ -165,6 +165,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
         "version": 1, "kind": capture.kind, "task_run_id": run.id, "flow_run_id": run.flow_run_id,
         "root_flow_run_id": root,
         "task_name": run.task_name, "task_key": run.task_key, "state": state_name,
+        "qualname": getattr(getattr(task, "fn", None), "__qualname__", run.task_name),
         "error": f"{type(exc).__name__}: {exc}", "exception_type": type(exc).__name__,
         "message": str(exc), "traceback": _user_traceback(exc, capture, run.task_name),
         "raised_at": _raised_at(exc, capture.filename), "source": capture.source, "header": capture.header,

@@ -16,21 +16,21 @@ MISS = object()
 
 
 class Resume:
-    """Values the old run's task runs produced, by (task key, n-th call of that task in the run)."""
+    """Values the old run's task runs produced, by (task name, n-th call of that task in the run)."""
 
     def __init__(self, values: dict[tuple[str, int], tuple[Any, str]], failed_run_id: str) -> None:
-        #: (task_key, call index) -> (value, id of the old task run that produced it)
+        #: (task name, call index) -> (value, id of the old task run that produced it)
         self.values = values
         self.failed_run_id = failed_run_id
         self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def take(self, task_key: str) -> tuple[Any, str] | Any:
+    def take(self, task_name: str) -> tuple[Any, str] | Any:
         """The kept value of this call of the task, or MISS (then the task runs)."""
         with self._lock:
-            index = self._calls.get(task_key, 0)
-            self._calls[task_key] = index + 1
-        return self.values.get((task_key, index), MISS)
+            index = self._calls.get(task_name, 0)
+            self._calls[task_name] = index + 1
+        return self.values.get((task_name, index), MISS)
 
 
 #: the retry this process runs, if any.

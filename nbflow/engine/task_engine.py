@@ -38,7 +38,7 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
     if inputs.not_completed:
         return handle_upstream_failure(task, run, inputs)
     if resume.ACTIVE is not None:  # a retry from a failed task: this call's old result may be kept
-        kept = resume.ACTIVE.take(run.task_key)
+        kept = resume.ACTIVE.take(run.task_name)  # by name: a fix to the task's code changes its key
         if kept is not resume.MISS:
             return handle_kept_result(task, run, *kept, flow_ctx)
     log_prints = task.log_prints if task.log_prints is not None else bool(flow_ctx and flow_ctx.log_prints)

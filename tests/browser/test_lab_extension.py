@@ -11,6 +11,7 @@ NBFLOW_UPDATE_SCREENSHOTS=1, for the README).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -64,7 +65,14 @@ def test_deploy_a_notebook_run_it_and_open_its_output_in_lab(page: Any, jupyter_
     page.goto(jupyter_lab.url(f"lab/tree/{NOTEBOOK}?reset"), wait_until="domcontentloaded")
 
     # the file browser's context menu offers it for .py files too: pick one of the file's flows
-    page.locator(".jp-DirListing-item[data-file-type=python]", has_text=FLOWS).click(button="right")
+    # (the notebook opening may select itself in the file browser late: wait for it, then pick the .py)
+    page.locator(".jp-NotebookPanel").first.wait_for()
+    item = page.locator(".jp-DirListing-item[data-file-type=python]", has_text=FLOWS)
+    item.click()
+    from playwright.sync_api import expect
+
+    expect(item).to_have_class(re.compile(r"\bjp-mod-selected\b"))
+    item.click(button="right")
     page.locator(".lm-Menu-item", has_text="Deploy with nbflow").click()
     dialog = page.locator("[data-testid=nbflow-deploy-dialog]")
     picker = dialog.locator("[data-testid=nbflow-flow]")
