@@ -166,7 +166,7 @@ def test_flow_runs_filter_by_deployment_and_time_and_logs_by_level(server, tmp_p
     assert [r["id"] for r in server.request("GET", f"flow_runs?deployment_id={made['id']}&since={start}")[1]] \
         == [first["id"]]
     assert server.request("GET", f"flow_runs?deployment_id={made['id']}&until=2000-01-01T00:00:00Z")[1] == []
-    assert server.request("GET", f"flow_runs?since=2999-01-01T00:00:00%2B02:00")[1] == []
+    assert server.request("GET", "flow_runs?since=2999-01-01T00:00:00%2B02:00")[1] == []
     status, answer = server.request("GET", "flow_runs?since=yesterday")
     assert status == 400 and answer["field"] == "since"
     child = first  # the flow's logs are the deployment run's own: one record

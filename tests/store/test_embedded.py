@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from nbflow.errors import StoreBatchError, StoreError
+from nbflow.errors import StoreBatchError
 from nbflow.store import liveness, records
 from nbflow.store.embedded import EmbeddedStore
 
