@@ -80,28 +80,23 @@ def task_run_steps(task: Any, run: TaskRun, inputs: Inputs, flow_ctx: FlowRunCon
             run.run_count += 1
             ok, value = yield Call(invoke, task.fn, inputs.args, inputs.kwargs, task.is_async,
                                    task.timeout_seconds)
-            if ok:
-                if type(value) is State or (type(value) in _COLLECTIONS and is_state_iterable(value)):
-                    if value_failed(value) and should_retry(task, run, value):
-                        delay = retry_delay(task.retry_delays, run.run_count, task.retry_jitter_factor)
-                        handle_retry(task, run, value, delay)
-                        if delay > 0:
-                            yield Sleep(delay)
-                        continue
+            if ok and (type(value) is State or (type(value) in _COLLECTIONS and is_state_iterable(value))):
+                if not (value_failed(value) and should_retry(task, run, value)):
                     return handle_returned_state(task, run, value, flow_ctx)
+            elif ok:
                 state = handle_success(task, run, value, cache_key, flow_ctx, persist, ctx, parent)
                 if txn is not None and state.is_completed():
                     txn.stage(value, on_rollback_hooks=task.on_rollback_hooks, on_commit_hooks=task.on_commit_hooks)
                 return state
-            if not isinstance(value, Exception):
+            elif not isinstance(value, Exception):
                 return handle_crash(task, run, value)
-            if should_retry(task, run, value):
-                delay = retry_delay(task.retry_delays, run.run_count, task.retry_jitter_factor)
-                handle_retry(task, run, value, delay)
-                if delay > 0:
-                    yield Sleep(delay)
-                continue
-            return handle_failure(task, run, value, inputs)
+            elif not should_retry(task, run, value):
+                return handle_failure(task, run, value, inputs)
+            # the attempt raised, or returned a failed state, and a retry follows
+            delay = retry_delay(task.retry_delays, run.run_count, task.retry_jitter_factor)
+            handle_retry(task, run, value, delay)
+            if delay > 0:
+                yield Sleep(delay)
     finally:
         if txn is not None:
             txn.__exit__(None, None, None)  # commits now, or leaves it to the enclosing transaction
