@@ -237,8 +237,7 @@ class Flow(MethodBinding, HookDecorators):
         `wait_for`; when an upstream run did not complete, the run's state instead: Pending
         "NotReady", as Prefect leaves a subflow whose upstream failed (its body never runs)."""
         inputs = resolve_inputs(args, kwargs, None, list(wait_for) if wait_for is not None else None)
-        args = tuple(a._result(True) if type(a) is State else a for a in inputs.args)
-        kwargs = {k: v._result(True) if type(v) is State else v for k, v in inputs.kwargs.items()}
+        args, kwargs = inputs.args, inputs.kwargs  # states among them are their results already
         if not inputs.not_completed:
             return args, kwargs, None
         upstream, state = inputs.not_completed[0]

@@ -239,7 +239,8 @@ def as_completed(futures: Iterable[PrefectFuture], timeout: float | None = None,
             return
         if future in pending:
             pending.discard(future)
-            future.wait(0) if type(future) is not TaskRunFuture else None
+            if type(future) is not TaskRunFuture:
+                future.wait(0)  # records its final state (a TaskRunFuture reads it from its run)
             yield future
 
 
