@@ -7,7 +7,7 @@ from typing import Any
 
 from nbflow import settings
 from nbflow.errors import NbflowError, UnknownRunError
-from nbflow.store import debug_files
+from nbflow.store import debug_files, debug_sync
 from nbflow.store.debug_files import DebugDataError
 from nbflow.store.queries import MIN_PREFIX
 
@@ -47,7 +47,7 @@ def find_failed_run(run_id: str, task_name: str | None = None) -> dict[str, Any]
     if len(run_id) < MIN_PREFIX:
         raise DebugDataError(f"Give a flow run's or task run's id, or a prefix of at least {MIN_PREFIX} "
                              f"characters; got {run_id!r}. List failed runs with `nbflow flow-run ls --state Failed`.")
-    manifests = debug_files.find(run_id)
+    manifests = debug_sync.find(run_id)
     if task_name is not None:
         named = [m for m in manifests if m["task_name"] == task_name]
         if manifests and not named:

@@ -140,7 +140,8 @@ def _resumed_source(source: Path, output: Path, task_run_id: str) -> Path | tupl
     import nbformat
 
     from nbflow.deployments.resume import ResumeError, resumed_notebook
-    from nbflow.store.debug_files import DebugDataError, find
+    from nbflow.store.debug_files import DebugDataError
+    from nbflow.store.debug_sync import find
 
     try:
         manifests = find(task_run_id)

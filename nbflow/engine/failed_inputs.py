@@ -120,7 +120,22 @@ def keep(task: Any, run: TaskRun, inputs: Any, exc: BaseException, state_name: s
     if skipped:
         listed = "; ".join(f"{s['name']} ({s['reason']})" for s in skipped)
         task_run_logger(run).warning("Kept for debugging without: %s", listed)
+    _share(run)
     _prune_now_and_then()
+
+
+def _share(run: TaskRun) -> None:
+    """Send the kept data to the server this process reports to (a worker with its own NBFLOW_HOME), so
+    that debugging works where the server runs; it stays here when that fails."""
+    folder = debug_files.run_folder(_root_flow_run_id(run), run.id)
+    try:
+        from nbflow.store import debug_sync
+
+        debug_sync.share(folder)
+    except Exception as error:  # noqa: BLE001 - sending it must never change how the run ends
+        task_run_logger(run).warning(
+            "The inputs of this failed run are kept for debugging only on this machine (%s), not on the nbflow "
+            "server: %s: %s", folder, type(error).__name__, error)
 
 
 def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException,

@@ -107,6 +107,66 @@ WEBHOOK = {**_ANY, "x-body-optional": True, "description": "Any JSON; the webhoo
                                   "(without a mapping, {\"parameters\": {...}} gives the parameters)"}
 
 
+#: a run id in full: 32 lowercase hex digits.
+RUN_ID_PATTERN = "^[0-9a-f]{32}$"
+_RUN_ID = {"type": "string", "pattern": RUN_ID_PATTERN}
+#: a file of kept debug data: a plain name (no folder).
+DEBUG_FILE_PATTERN = r"^[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127}$"
+_DEBUG_FILE = {"type": "string", "pattern": DEBUG_FILE_PATTERN}
+_TEXT = {"type": "string", "nullable": True, "maxLength": 1_000_000}
+_SHORT = {"type": "string", "nullable": True, "maxLength": 1000}
+_DEBUG_REF = {"type": "object", "required": ["format", "path", "digest"], "additionalProperties": False,
+              "properties": {"format": {"type": "string", "enum": ["json", "parquet", "pickle"]},
+                             "path": _DEBUG_FILE, "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}
+_DEBUG_MANIFEST = {
+    "type": "object", "additionalProperties": True,
+    "required": ["version", "kind", "task_run_id", "task_name", "values", "skipped"],
+    "description": "The failed task run's manifest as the worker wrote it (nbflow/store/debug_files.py)",
+    "properties": {
+        "version": {"type": "integer", "enum": [1]},
+        "kind": {"type": "string", "enum": ["task", "cell"]},
+        "task_run_id": _RUN_ID, "flow_run_id": {**_RUN_ID, "nullable": True},
+        "root_flow_run_id": {**_RUN_ID, "nullable": True},
+        "task_name": {"type": "string", "maxLength": 1000}, "task_key": _SHORT, "qualname": _SHORT,
+        "state": _SHORT, "error": _TEXT, "exception_type": _SHORT, "message": _TEXT, "traceback": _TEXT,
+        "source": _TEXT, "header": _TEXT, "filename": {**_TEXT, "pattern": NO_NUL},
+        "firstlineno": {"type": "integer", "minimum": 0},
+        "imports": {"type": "array", "maxItems": 10_000, "items": {"type": "string", "maxLength": 10_000}},
+        "parameters": {"type": "array", "maxItems": 10_000, "items": {"type": "string", "maxLength": 1000}},
+        "raised_at": {"type": "object", "nullable": True, "properties": {
+            "filename": _TEXT, "line": {"type": "integer", "nullable": True}, "function": _SHORT, "code": _TEXT}},
+        "producers": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["task_run_id", "task_name"],
+            "properties": {"task_run_id": _RUN_ID, "task_key": _SHORT, "task_name": {"type": "string",
+                                                                                      "maxLength": 1000}}}},
+        "values": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["ref", "role", "type", "bytes"],
+            "properties": {"ref": _DEBUG_REF, "role": {"type": "string", "enum": ["input", "namespace"]},
+                           "type": {"type": "string", "maxLength": 1000},
+                           "bytes": {"type": "integer", "minimum": 0}}}},
+        "modules": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 1000}},
+        "skipped": {"type": "array", "maxItems": 100_000, "items": {
+            "type": "object", "required": ["name", "type", "reason"],
+            "properties": {"name": {"type": "string", "maxLength": 1000}, "type": {"type": "string", "maxLength": 1000},
+                           "reason": {"type": "string", "maxLength": 10_000}}}},
+        "function": {**_DEBUG_REF, "nullable": True},
+        "size_cap": {"type": "integer", "nullable": True, "minimum": 0},
+        "failed_at": {"type": "number", "nullable": True},
+    }}
+DEBUG_OFFER = {"type": "object", "required": ["task_run_id", "manifest", "files"], "additionalProperties": False,
+               "description": "A failed task run's debug data offered by a worker with another NBFLOW_HOME: its "
+                              "manifest and each file it names (values/<name>) with its size and sha256",
+               "properties": {
+                   "task_run_id": _RUN_ID, "manifest": _DEBUG_MANIFEST,
+                   "files": {"type": "array", "maxItems": 100_000, "items": {
+                       "type": "object", "required": ["name", "bytes", "sha256"], "additionalProperties": False,
+                       "properties": {"name": _DEBUG_FILE, "bytes": {"type": "integer", "minimum": 0},
+                                      "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}}}}
+#: a body of raw bytes (a chunk of a file), not JSON.
+RAW_BYTES = {"type": "string", "format": "binary", "x-content-type": "application/octet-stream",
+             "description": "The bytes of the file from `position` on"}
+
+
 #: a value of a run event row: text, a number, true/false or null (never a list or an object).
 _SCALAR = {"anyOf": [{"type": "string", "nullable": True}, {"type": "number"}, {"type": "boolean"}]}
 

@@ -9,6 +9,7 @@ from nbflow.errors import (
     NbflowError, ParameterTypeError, QueryTimeoutError, StoreBatchError, StoreError, UnknownRunError,
 )
 from nbflow.store.debug_files import DebugDataError
+from nbflow.store.debug_uploads import DebugUploadError
 
 
 class ApiError(NbflowError):
@@ -74,6 +75,7 @@ HTTP_MESSAGES = {
 STATUS_FOR: tuple[tuple[type[BaseException], int], ...] = (
     (ApiError, 0),  # carries its own status
     (DeploymentError, 0),  # carries its own status (422, or 409 for a conflict)
+    (DebugUploadError, 0),  # carries its own status
     (UnknownRunError, 404),
     (DebugDataError, 404),
     (UnknownDeploymentError, 404),

@@ -8,7 +8,7 @@ from typing import Any
 from jupyter_server.auth.decorator import allow_unauthenticated
 
 from nbflow._version import __version__
-from nbflow.server.bodies import SLUG_PATTERN
+from nbflow.server.bodies import DEBUG_FILE_PATTERN, SLUG_PATTERN
 from nbflow.server.handlers import NbflowHandler, api
 from nbflow.server.routes import ROUTES, Route
 from nbflow.server.runs_api import MAX_LIMIT, MAX_OFFSET
@@ -17,6 +17,10 @@ from nbflow.server.runs_api import MAX_LIMIT, MAX_OFFSET
 _PATH_PARAMETERS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {
     ("flow_runs", "id"): ("a flow run id or a unique prefix of it (at least 4 hex digits)",
                           {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$"}),
+    ("flow_runs", "task_run_id"): ("the failed task run's whole id (32 lowercase hex digits)",
+                                   {"type": "string", "pattern": "^[0-9a-fA-F]{4,64}$"}),
+    ("flow_runs", "name"): ("a file of the task run's debug data, as the manifest names it",
+                            {"type": "string", "pattern": DEBUG_FILE_PATTERN}),
     ("deployments", "id"): ("a deployment's id or name", {"type": "string", "pattern": "^[^/]+$"}),
     ("webhooks", "slug"): ("the webhook's slug", {"type": "string", "pattern": SLUG_PATTERN}),
     ("work_pools", "name"): ("a work pool's name", {"type": "string", "pattern": SLUG_PATTERN}),
@@ -37,6 +41,8 @@ _QUERY: dict[str, tuple[str, dict[str, Any]]] = {
     "cron": ("a cron expression such as '30 2 * * 1-5' (or give interval)", {"type": "string"}),
     "timezone": ("the IANA time zone of the cron expression (default UTC)", {"type": "string"}),
     "interval": ("seconds between runs (or give cron)", {"type": "integer", "minimum": 1}),
+    "position": ("the byte position in the file where the chunk starts (default 0)",
+                 {"type": "integer", "minimum": 0}),
     "level": ("the lowest log level: a number such as 30, or DEBUG, INFO, WARNING, ERROR, CRITICAL",
               {"type": "string"}),
 }
@@ -50,6 +56,7 @@ _ERRORS = {
     "413": "The body is larger than the route's limit",
     "422": "A field has a bad value; `field` names it",
     "503": "The run store is busy or damaged; the message says which and what to do",
+    "507": "The server's disk is full: it could not keep what was sent",
 }
 
 
@@ -101,10 +108,11 @@ def document(base_url: str = "/") -> dict[str, Any]:
                 operation["parameters"] = parameters
             if method in route.body:
                 schema = route.body[method]
+                kind = schema.get("x-content-type", "application/json")
                 operation["requestBody"] = {
                     "description": f"{schema.get('description', 'JSON')} (at most {route.max_body} bytes)",
                     "required": not schema.get("x-body-optional", False),
-                    "content": {"application/json": {"schema": schema}}}
+                    "content": {kind: {"schema": {k: v for k, v in schema.items() if k != "x-content-type"}}}}
             operation["security"] = [] if route.public else [{"token": []}]
             item[method] = operation
     paths["/openapi.json"] = {"get": {"summary": "This document", "security": [],

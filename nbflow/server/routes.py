@@ -8,9 +8,12 @@ from nbflow.server import bodies, debug_handlers, handlers
 from nbflow.server import deployment_handlers as deployments
 from nbflow.server.handlers import NO_BODY_LIMIT
 from nbflow.store.api_store import EVENTS_BODY_LIMIT
+from nbflow.store.debug_uploads import CHUNK_BYTES
 from nbflow.store.records import TABLES
 
 RUN_ID = r"(?P<run_id>[0-9a-fA-F]{4,64})"
+TASK_RUN_ID = r"(?P<task_run_id>[0-9a-fA-F]{4,64})"
+FILE_NAME = r"(?P<name>[A-Za-z0-9_\-][A-Za-z0-9._\-]{0,127})"
 REF = r"(?P<ref>[^/]+)"  # a deployment's id or name
 NAME = r"(?P<{}>[A-Za-z0-9][A-Za-z0-9_\-]{{0,63}})"
 KIB = 1024
@@ -61,6 +64,18 @@ ROUTES: tuple[Route, ...] = (
     Route(f"flow_runs/{RUN_ID}/debug_notebook", "/flow_runs/{id}/debug_notebook", debug_handlers.DebugNotebookHandler,
           {"get": "A notebook (.ipynb download) that restores a failed task run's inputs and holds its failing code"},
           query=("task_name",)),
+    Route(f"flow_runs/{RUN_ID}/debug_files", "/flow_runs/{id}/debug_files", debug_handlers.DebugFilesHandler,
+          {"get": "The debug data kept for a run: each failed task run's manifest and files (name, bytes, sha256), "
+                  "for a client with another NBFLOW_HOME to download",
+           "post": "A worker with another NBFLOW_HOME offers a failed task run's debug data ({id}: its outermost flow "
+                   "run); answers the bytes still missing, to send with PUT; complete once the server keeps it all"},
+          body={"post": bodies.DEBUG_OFFER}, max_body=16 * MIB),
+    Route(f"flow_runs/{RUN_ID}/debug_files/{TASK_RUN_ID}/{FILE_NAME}", "/flow_runs/{id}/debug_files/{task_run_id}/{name}",
+          debug_handlers.DebugFileHandler,
+          {"get": "One file of a failed task run's kept debug data",
+           "put": "A chunk of an offered file, starting at byte `position` (where the server's copy ends); the last "
+                  "chunk of the last file makes the server keep the data; answers what is still missing"},
+          query=("position",), body={"put": bodies.RAW_BYTES}, max_body=CHUNK_BYTES),
     Route(f"flow_runs/{RUN_ID}/retry", "/flow_runs/{id}/retry", debug_handlers.RetryHandler,
           {"post": "Run a deployment run's deployment again with its parameters; with from_failed, resume at its "
                    "failed task run, the kept inputs restored instead of recomputed (409 if none were kept)"},

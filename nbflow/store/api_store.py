@@ -62,9 +62,16 @@ class ApiStore:
     def reset(self) -> None:
         raise StoreError(f"The nbflow server at {self.url} owns the store; stop it before resetting the database.")
 
-    def _request(self, method: str, path: str, body: bytes, accept: str = "application/json") -> bytes:
+    def request(self, method: str, path: str, body: bytes | None = None, *,
+                content_type: str = "application/json", accept: str = "application/json") -> bytes:
+        """The body of the server's answer to `method nbflow/api/<path>`, retried while the server does not
+        answer; a refusal raises StoreError (StoreBatchError for a bad body) with its HTTP `status`."""
+        return self._request(method, "nbflow/api/" + path, body, accept, content_type)
+
+    def _request(self, method: str, path: str, body: bytes | None, accept: str = "application/json",
+                 content_type: str = "application/json") -> bytes:
         request = urllib.request.Request(self.url + path, data=body, method=method, headers={
-            "Authorization": f"token {self.token}", "Content-Type": "application/json", "Accept": accept})
+            "Authorization": f"token {self.token}", "Content-Type": content_type, "Accept": accept})
         # The server interrupts a query at its time limit and says so (408): wait longer than that.
         patience = settings.query_timeout() if path.endswith("/sql") else 0.0
         deadline = time.monotonic() + self.lock_timeout + patience
@@ -79,12 +86,13 @@ class ApiStore:
                 if exc.code == 408:
                     raise QueryTimeoutError(f"The nbflow server stopped the query: {message}") from None
                 if exc.code in (400, 413, 422):
-                    raise StoreBatchError(f"The nbflow server refused the request: {message}") from None
+                    raise _status(StoreBatchError(f"The nbflow server refused the request: {message}"), exc.code)
                 if exc.code in (401, 403):
-                    raise StoreError(f"The nbflow server at {self.url} refused the token ({exc.code}): "
-                                     f"{message}. Check NBFLOW_API_TOKEN.") from None
-                if exc.code < 500 or time.monotonic() > deadline:
-                    raise StoreError(f"The nbflow server at {self.url} answered {exc.code}: {message}") from None
+                    raise _status(StoreError(f"The nbflow server at {self.url} refused the token ({exc.code}): "
+                                             f"{message}. Check NBFLOW_API_TOKEN."), exc.code)
+                if exc.code < 500 or exc.code == 507 or time.monotonic() > deadline:  # 507: its disk is full
+                    raise _status(StoreError(f"The nbflow server at {self.url} answered {exc.code}: {message}"),
+                                  exc.code)
             except (urllib.error.URLError, OSError) as exc:
                 # At exit, a server that refuses connections has stopped (Jupyter stops serving
                 # before it shuts its kernels down): spool at once rather than wait to be killed.
@@ -95,6 +103,13 @@ class ApiStore:
                         "(nbflow server start), or unset NBFLOW_API_URL to use the embedded store.") from None
             time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 1.0)
+
+
+def _status(error: StoreError, status: int) -> StoreError:
+    """The error, marked with the HTTP status that caused it (raised without the HTTPError as context)."""
+    error.status = status  # type: ignore[attr-defined]
+    error.__suppress_context__ = True
+    return error
 
 
 def _refused(exc: BaseException) -> bool:

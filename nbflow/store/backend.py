@@ -32,6 +32,15 @@ def current_store() -> Any:
     return embedded_store()
 
 
+def api_client(lock_timeout: float = 10.0) -> Any | None:
+    """The server's API this process sends its records to, or None: it uses the embedded file. A client of
+    its own, which gives up after `lock_timeout` s when the server does not answer."""
+    from nbflow.store.api_store import ApiStore
+
+    info = None if _owner else find_server()
+    return ApiStore(info.url, info.token, lock_timeout) if info is not None else None
+
+
 def using_store(operation: Callable[[Any], T]) -> T:
     """`operation(store)` on the store to use now; on the server's API when a live nbflow server
     turns out to hold the embedded file (rather than waiting for it to let go)."""

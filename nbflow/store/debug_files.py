@@ -11,6 +11,7 @@ is found from an id prefix by listing, without the database.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import shutil
@@ -42,6 +43,34 @@ def run_folder(flow_run_id: str | None, task_run_id: str) -> Path:
     return debug_root() / (flow_run_id or NO_FLOW_RUN) / task_run_id
 
 
+def files_of(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """File name under ``values/`` -> its ref, for every file a manifest names (values and function)."""
+    refs = [entry["ref"] for entry in manifest["values"].values()]
+    if manifest.get("function"):
+        refs.append(manifest["function"])
+    return {Path(ref["path"]).name: ref for ref in refs}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def adopt(folder: Path, manifest: dict[str, Any]) -> None:
+    """Keep debug data made in another NBFLOW_HOME (a worker's, or the server's), its files already in
+    ``folder/values`` and checked against their sha256: each file gets this home's digest (pickles its
+    signature), then the manifest is signed with this home's key."""
+    manifest = json.loads(json.dumps({k: v for k, v in manifest.items() if k != "folder"}))
+    store = value_store(folder)
+    for name, ref in files_of(manifest).items():
+        ref["path"] = name
+        ref["digest"] = store.digest(ref["format"], (folder / "values" / name).read_bytes())
+    write_manifest(folder, manifest, store)
+
+
 def value_store(folder: Path) -> ResultStore:
     """The ResultStore that writes and verifies a failed run's values (the home's signing key)."""
     return ResultStore(folder / "values", key_path=settings.home() / "hmac.key")
@@ -50,7 +79,7 @@ def value_store(folder: Path) -> ResultStore:
 def write_manifest(folder: Path, manifest: dict[str, Any], store: ResultStore) -> None:
     """Sign and write the manifest last: a folder without one is an unfinished capture."""
     manifest = json.loads(json.dumps(manifest, default=str))  # what a reader will see, signed as such
-    body = _canonical(manifest)
+    body = canonical(manifest)
     signed = {"manifest": manifest, "signature": store.sign(body, _MANIFEST_DOMAIN)}
     atomic_write(folder / MANIFEST, json.dumps(signed, indent=1, default=str).encode())
 
@@ -65,7 +94,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise DebugDataError(f"The debug data in {folder} is incomplete (no {MANIFEST}).") from None
     except (ValueError, KeyError, TypeError):
         raise DebugDataError(f"Debug file {path} is damaged (not nbflow's JSON); it will not be used.") from None
-    expected = value_store(folder).sign(_canonical(manifest), _MANIFEST_DOMAIN)
+    expected = value_store(folder).sign(canonical(manifest), _MANIFEST_DOMAIN)
     if not isinstance(signature, str) or not hmac.compare_digest(signature.encode(), expected.encode()):
         raise DebugDataError(
             f"Debug file {path} was modified after it was written: its signature does not match. "
@@ -148,6 +177,7 @@ def prune(days: float, now: float | None = None) -> int:
     return removed
 
 
-def _canonical(manifest: dict[str, Any]) -> bytes:
+def canonical(manifest: dict[str, Any]) -> bytes:
+    """The bytes a manifest's signature covers (its folder is where it was read, not part of it)."""
     return json.dumps({k: v for k, v in manifest.items() if k != "folder"}, sort_keys=True,
                       separators=(",", ":"), default=str).encode()

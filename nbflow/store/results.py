@@ -218,6 +218,11 @@ class ResultStore:
     def _sign(self, data: bytes) -> str:
         return self.sign(data, _PICKLE_DOMAIN)
 
+    def digest(self, fmt: str, data: bytes) -> str:
+        """The digest ``encode`` gives bytes of format ``fmt``: this home's signature for a signed
+        format, else the sha256 (bytes that came from another home are signed again with it)."""
+        return self._sign(data) if fmt in _SIGNED else hashlib.sha256(data).hexdigest()
+
     def sign(self, data: bytes, domain: bytes) -> str:
         """Hex HMAC-SHA256 of ``data`` under the home's key, for one ``domain`` (a purpose)."""
         if self._key is None:

@@ -47,7 +47,7 @@ def seeded(live_server):
 
 
 _SAMPLE = {"run_id": "0123456789abcdef0123456789abcdef", "ref": "nightly", "slug": "new-data", "pool": "default",
-           "worker_id": "w-1"}
+           "worker_id": "w-1", "task_run_id": "fedcba9876543210fedcba9876543210", "name": "0-rows.pkl"}
 
 
 def _concrete(pattern: str) -> str:
