@@ -13,6 +13,7 @@ import { Widget } from '@lumino/widgets';
 
 import { IDeployment, IFlowRun, pageUrl } from './api';
 import { h } from './dashboard';
+import { openDebugNotebook } from './debug_notebook';
 import { IDeployActions, openDeployDialog, openRunDialog } from './deploy';
 import { nbflowIcon } from './icon';
 import { OutputNotebookDrive, outputNotebookPath } from './output_drive';
@@ -24,6 +25,7 @@ const COMMANDS = {
   deploy: 'nbflow:deploy',
   openRun: 'nbflow:open-run',
   openOutput: 'nbflow:open-output-notebook',
+  debugRun: 'nbflow:debug-run',
   showPanel: 'nbflow:show-panel'
 };
 const DEPLOYABLE = /\.(ipynb|py)$/i;
@@ -66,7 +68,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.activateById(open.id);
         return;
       }
-      const widget = new RunDetail(runId, openOutputNotebook);
+      const widget = new RunDetail(runId, openOutputNotebook, (id) => void openDebugNotebook(id, docManager));
       void details.add(widget);
       app.shell.add(widget, 'main');
       app.shell.activateById(widget.id);
@@ -93,30 +95,37 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer?.add(sidebar, 'nbflow-sidebar');
     notebooks?.currentChanged.connect(() => sidebar.notebookChanged());
 
+    // The file the user right-clicked, read when the menu opens: Lab may select another file while the
+    // menu is open (the active notebook, once its kernel is up), so the selection cannot be trusted.
+    let rightClicked: string | null = null;
+    const browser = fileBrowser;
+    browser?.node.addEventListener('contextmenu', (event: MouseEvent) => {
+      rightClicked = browser.modelForClick(event)?.path ?? null;
+    }, true);
     app.commands.addCommand(COMMANDS.deploy, {
       label: 'Deploy with nbflow…',
       caption: 'Make this notebook (or a flow of this .py file) an nbflow deployment: parameters, schedule, work pool',
       icon: nbflowIcon,
-      isVisible: () => {
-        const item = fileBrowser?.selectedItems().next();
-        return !item || item.done || DEPLOYABLE.test(item.value.path);
-      },
+      isVisible: (args) => !args.fromFileBrowser || (rightClicked !== null && DEPLOYABLE.test(rightClicked)),
       execute: (args) => {
-        let path = args.path as string | undefined;
-        if (!path) {
-          const item = fileBrowser?.selectedItems().next();
-          path = item && !item.done ? item.value.path : notebooks?.currentWidget?.context.path;
-        }
+        const path = (args.path as string | undefined) ??
+          (args.fromFileBrowser ? rightClicked : notebooks?.currentWidget?.context.path);
         if (path) return openDeployDialog(path, actions);
       }
+    });
+    app.commands.addCommand(COMMANDS.debugRun, {
+      label: 'Debug nbflow run in a notebook',
+      caption: "Open a notebook that restores what a failed run's task saw and holds its failing code",
+      execute: (args) => openDebugNotebook(String(args.id), docManager)
     });
     app.commands.addCommand(COMMANDS.openRun, {
       label: 'Open nbflow run',
       execute: (args) => openRun(String(args.id))
     });
     app.commands.addCommand(COMMANDS.showPanel, { label: 'Show the nbflow panel', execute: showSidebar });
-    app.contextMenu.addItem({ command: COMMANDS.deploy, selector: '.jp-DirListing-item[data-file-type="notebook"]', rank: 3 });
-    app.contextMenu.addItem({ command: COMMANDS.deploy, selector: '.jp-DirListing-item[data-file-type="python"]', rank: 3 });
+    for (const type of ['notebook', 'python']) {
+      app.contextMenu.addItem({ command: COMMANDS.deploy, args: { fromFileBrowser: true }, selector: `.jp-DirListing-item[data-file-type="${type}"]`, rank: 3 });
+    }
 
     app.docRegistry.addWidgetExtension('Notebook', {
       createNew: (panel: NotebookPanel) => {

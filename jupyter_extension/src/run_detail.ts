@@ -1,11 +1,13 @@
 // A flow run's detail in a main-area tab: the dashboard's own run page (state, graph, timeline,
 // task runs, logs, cancel/retry) in a same-origin frame, so one piece of code draws run graphs,
-// under a Lab toolbar with what only Lab can do: open the output notebook in Lab's viewer.
+// under a Lab toolbar with what only Lab can do: open the output notebook in Lab's viewer, and open
+// the notebook that brings a failed task's inputs back as a notebook of the user's.
 
 import { IFrame, MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
-import { launchIcon, notebookIcon, refreshIcon } from '@jupyterlab/ui-components';
+import { bugIcon, launchIcon, notebookIcon, refreshIcon } from '@jupyterlab/ui-components';
 
 import { get, IFlowRun, pageUrl } from './api';
+import { DEBUGGABLE } from './debug_notebook';
 import { nbflowIcon } from './icon';
 import { FINAL } from './logic';
 
@@ -18,9 +20,10 @@ export class RunDetail extends MainAreaWidget<IFrame> {
   readonly runId: string;
   private _run: IFlowRun | null = null;
   private _openNotebook: ToolbarButton;
+  private _debug: ToolbarButton;
   private _onMessage: (event: MessageEvent) => void;
 
-  constructor(runId: string, openOutputNotebook: (run: IFlowRun) => void) {
+  constructor(runId: string, openOutputNotebook: (run: IFlowRun) => void, openDebugNotebook: (runId: string) => void) {
     const content = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-forms', 'allow-popups'] });
     super({ content });
     this.runId = runId;
@@ -39,6 +42,15 @@ export class RunDetail extends MainAreaWidget<IFrame> {
     });
     this._openNotebook.node.dataset.testid = 'nbflow-open-output';
     this.toolbar.addItem('output-notebook', this._openNotebook);
+    this._debug = new ToolbarButton({
+      icon: bugIcon,
+      label: 'Debug in a notebook',
+      tooltip: 'Open a notebook that restores what the failed task saw and holds its failing code',
+      onClick: () => openDebugNotebook(runId)
+    });
+    this._debug.node.dataset.testid = 'nbflow-debug-notebook';
+    this._debug.hide();
+    this.toolbar.addItem('debug-notebook', this._debug);
     this.toolbar.addItem('refresh', new ToolbarButton({
       icon: refreshIcon,
       tooltip: 'Reload the run',
@@ -60,13 +72,15 @@ export class RunDetail extends MainAreaWidget<IFrame> {
       const data = event.data;
       if (data && data.nbflow === 'open-output-notebook' && typeof data.run_id === 'string') {
         void get<IFlowRun>(`flow_runs/${data.run_id}`).then(openOutputNotebook);
+      } else if (data && data.nbflow === 'open-debug-notebook' && typeof data.run_id === 'string') {
+        openDebugNotebook(data.run_id);
       }
     };
     window.addEventListener('message', this._onMessage);
     void this.refresh();
   }
 
-  /** Read the run for the title and the output-notebook button (again until it has one or ends). */
+  /** Read the run for the title and the output-notebook and debug buttons (again until it ends). */
   async refresh(): Promise<void> {
     try {
       this._run = await get<IFlowRun>(`flow_runs/${this.runId}`);
@@ -76,7 +90,8 @@ export class RunDetail extends MainAreaWidget<IFrame> {
     this.title.label = `${this._run.flow_name} · ${this.runId.slice(0, 8)}`;
     this.title.caption = `nbflow flow run ${this._run.id}: ${this._run.state}`;
     this._openNotebook.enabled = Boolean(this._run.output_notebook);
-    if (!this._run.output_notebook && !FINAL.has(this._run.state) && !this.isDisposed) {
+    this._debug.setHidden(!DEBUGGABLE.has(this._run.state));
+    if (!FINAL.has(this._run.state) && !this.isDisposed) {
       setTimeout(() => !this.isDisposed && void this.refresh(), 3000);
     }
   }

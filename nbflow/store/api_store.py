@@ -3,7 +3,7 @@
 Run events go in batches to `POST nbflow/api/events`; queries go to `POST
 nbflow/api/sql` and come back as Arrow, so DataFrames keep their types. Result
 bytes never travel this way: cached results are files under NBFLOW_HOME that the
-client reads directly.
+client reads directly (a failed run's debug data may: nbflow/store/debug_sync.py).
 """
 
 from __future__ import annotations

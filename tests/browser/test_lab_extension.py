@@ -11,8 +11,9 @@ NBFLOW_UPDATE_SCREENSHOTS=1, for the README).
 from __future__ import annotations
 
 import os
-import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,34 @@ NOTEBOOK = "sales_report.ipynb"
 FLOWS = "etl.py"
 RUN_TIMEOUT_MS = 90_000
 DOCS = REPO / "docs" / "lab"
+SCORING = """from nbflow import flow, task
+
+
+@task
+def load(n: int) -> list:
+    return list(range(n))
+
+
+@task
+def score(rows: list, threshold: float) -> float:
+    total = sum(rows)
+    if total > threshold:
+        raise ValueError(f"total {total} over threshold {threshold}")
+    return total
+
+
+@flow
+def scoring(n: int = 5) -> float:
+    return score(load(n), 5.0)
+
+
+if __name__ == "__main__":
+    import nbflow
+
+    scoring(return_state=True)
+    nbflow.flush()
+    print(nbflow.runs(flow_name="scoring", limit=1)["id"].iloc[0])
+"""
 
 
 def _notebook(path: Path) -> None:
@@ -63,20 +92,10 @@ def test_deploy_a_notebook_run_it_and_open_its_output_in_lab(page: Any, jupyter_
     page.set_viewport_size({"width": 1400, "height": 900})
     page.goto(jupyter_lab.url(f"lab/tree/{NOTEBOOK}?reset"), wait_until="domcontentloaded")
 
-    # the file browser's context menu offers it for .py files too: pick one of the file's flows
-    # The opening notebook selects itself in the file browser once its kernel is up (Lab follows the
-    # active document): wait for that, then select the .py and open its menu while it stays selected.
-    from playwright.sync_api import expect
-
-    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=60_000)
-    item = page.locator(".jp-DirListing-item[data-file-type=python]", has_text=FLOWS)
-    for _ in range(5):
-        item.click()
-        expect(item).to_have_class(re.compile(r"\bjp-mod-selected\b"))
-        item.click(button="right")
-        if re.search(r"\bjp-mod-selected\b", item.get_attribute("class") or ""):
-            break
-        page.keyboard.press("Escape")
+    # the file browser's context menu offers it for .py files too: pick one of the file's flows. The
+    # command takes the item right-clicked, even when Lab selects the opening notebook meanwhile (it
+    # does once the notebook's kernel is up), so no waiting for the kernel here.
+    page.locator(".jp-DirListing-item[data-file-type=python]", has_text=FLOWS).click(button="right")
     page.locator(".lm-Menu-item", has_text="Deploy with nbflow").click()
     dialog = page.locator("[data-testid=nbflow-deploy-dialog]")
     picker = dialog.locator("[data-testid=nbflow-flow]")
@@ -166,3 +185,31 @@ def test_deploy_a_notebook_run_it_and_open_its_output_in_lab(page: Any, jupyter_
       const w = window.jupyterapp.shell.currentWidget;
       return w.context.path.startsWith('nbflow-run:') && w.context.model.readOnly && !w.context.contentsModel.writable;
     }""")
+
+    # 7. a failed run's tab has "Debug in a notebook": the notebook that brings the failing moment back,
+    # saved among the user's files and opened in Lab, where running it fails again, at the same line
+    (jupyter_lab.root_dir / "scoring.py").write_text(SCORING)
+    done = subprocess.run([sys.executable, "scoring.py"], cwd=jupyter_lab.root_dir, env=jupyter_lab.env,
+                          capture_output=True, text=True, timeout=60)
+    run_id = done.stdout.strip().splitlines()[-1]
+    page.evaluate(f"window.jupyterapp.commands.execute('nbflow:open-run', {{id: '{run_id}'}})")
+    run_tab = page.locator(f"#nbflow-run-{run_id}")
+    run_tab.locator("[data-testid=nbflow-debug-notebook] button").click()
+    debug_tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text=f"debug-{run_id[:8]}")
+    debug_tab.wait_for(timeout=30_000)
+    assert (jupyter_lab.root_dir / "nbflow-debug" / f"debug-{run_id[:8]}.ipynb").is_file()
+    page.wait_for_function("""() => {
+      const kernel = window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel;
+      return kernel && kernel.status === 'idle';
+    }""", timeout=60_000)  # the notebook names its kernel (python3): Lab starts it without asking
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+    panel.locator(".jp-OutputArea-output", has_text="Restored: rows (list), threshold (float)").wait_for(timeout=60_000)
+    panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                  has_text="ValueError: total 10 over threshold 5.0").wait_for(timeout=30_000)
+    _shot(page, "7-debug-notebook")
+    # the dashboard's own button, inside the run tab, opens the same notebook (it is not made twice)
+    page.evaluate(f"window.jupyterapp.commands.execute('nbflow:open-run', {{id: '{run_id}'}})")
+    run_tab.frame_locator("iframe").locator("[data-testid=debug-button]").click()
+    debug_tab.wait_for(timeout=30_000)
+    assert [p.name for p in (jupyter_lab.root_dir / "nbflow-debug").glob("*.ipynb")] == [f"debug-{run_id[:8]}.ipynb"]

@@ -27,6 +27,11 @@ export function openInLab(runId) {
   window.parent.postMessage({ nbflow: "open-output-notebook", run_id: runId }, window.location.origin);
 }
 
+/** Ask the JupyterLab page around this one to save a failed run's debug notebook and open it in Lab. */
+export function openDebugInLab(runId) {
+  window.parent.postMessage({ nbflow: "open-debug-notebook", run_id: runId }, window.location.origin);
+}
+
 /** Jupyter's base_url, ending with "/". */
 export const BASE_URL = withSlash(meta("nbflow-base-url") || guessBase());
 /** Absolute path of the API, ending with "/". */

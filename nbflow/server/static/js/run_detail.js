@@ -4,7 +4,7 @@
 // when the graph changed. Cancel and Retry are the API's cancel and "start a deployment run" calls;
 // "Debug in a notebook" downloads the notebook that brings a failed task run's inputs back.
 
-import { ApiError, EMBEDDED, apiUrl, get, getText, openInLab, poll, post } from "./api.js";
+import { ApiError, EMBEDDED, apiUrl, get, getText, openDebugInLab, openInLab, poll, post } from "./api.js";
 import {
   FINAL_STATES, KeyedRows, RUNNING_STATES, badge, cells, durationOf, fill, fmtDuration, h, runHref, setBadge,
   setText, shortId, stateCounts, table, timeCell,
@@ -75,7 +75,8 @@ export function mountRunDetail(root, { params }) {
   const retryFailed = h("button", { type: "button", "data-testid": "retry-failed-button", hidden: true,
     title: "Run again from the failed task, with what it saw restored instead of recomputed" }, "Retry from failed");
   const debugButton = h("button", { type: "button", "data-testid": "debug-button", hidden: true,
-    title: "Download a notebook that restores what the failed task saw and holds its failing code" },
+    title: `${EMBEDDED ? "Open a notebook in JupyterLab" : "Download a notebook"} that restores what the failed task ` +
+      "saw and holds its failing code" },
   "Debug in a notebook");
   const actionNote = h("span", { class: "action-note", role: "status" });
   const factsEl = h("dl", { class: "facts" });
@@ -391,6 +392,10 @@ export function mountRunDetail(root, { params }) {
   });
 
   debugButton.addEventListener("click", async () => {
+    if (EMBEDDED) {  // inside JupyterLab: Lab saves the notebook among the user's files and opens it
+      openDebugInLab(run.id);
+      return;
+    }
     debugButton.disabled = true;
     setText(actionNote, "");
     try {
