@@ -69,6 +69,7 @@ class Worker:
     def run_forever(self) -> None:
         """Claim and run until stop() or stop_claiming() (or Ctrl-C); the runs still executing are
         then stopped and recorded Crashed."""
+        threading.Thread(target=self._send_debug_data, name="nbflow-debug-data", daemon=True).start()
         try:
             next_step = 0.0
             while not self._stop.is_set() and self._claiming:
@@ -172,6 +173,8 @@ class Worker:
             if started:
                 logger.handle(record)
                 outcome = execution.wait(cancel=cancel)
+                if outcome.state != "Completed":
+                    self._send_debug_data(run_id)  # before its state: the server can debug it once it shows
                 if self._stop.is_set() and outcome.state == "Cancelled":
                     outcome = Outcome("Crashed", f"{self._stop_reason} while the run was executing",
                                       outcome.output_notebook)
@@ -186,6 +189,25 @@ class Worker:
             logger.exception("nbflow worker %s could not run %s", self.id, run_id)
             outcome = Outcome("Crashed", f"The worker could not run it: {type(exc).__name__}: {exc}")
         self._finish(run_id, outcome)
+
+    def _send_debug_data(self, run_id: str | None = None) -> None:
+        """A worker with a home of its own sends the server what failed runs kept that the server lacks:
+        a run's process normally sends it as it fails, but it may have been killed meanwhile, or the
+        server away (then all of it, once the worker starts)."""
+        url, token = getattr(self.client, "url", None), getattr(self.client, "token", None)
+        if not (url and token):
+            return  # the server's own worker: its runs keep their data in the server's home
+        from nbflow.store.api_store import ApiStore
+        from nbflow.store.debug_sync import share_pending
+
+        try:
+            sent = share_pending(ApiStore(url, token, lock_timeout=10.0), run_id)
+        except Exception as exc:  # noqa: BLE001 - it stays here, and the next run or start tries again
+            logger.warning("nbflow worker %s could not send the debug data of failed runs to the server (it stays "
+                           "in %s): %s", self.id, settings.home() / "debug", exc)
+            return
+        if sent:
+            logger.info("nbflow worker %s sent the server the debug data of %d failed task run(s)", self.id, sent)
 
     def _not_started(self, claimed: dict[str, Any]) -> None:
         """A run claimed as the worker began to stop: recorded Crashed, never started."""

@@ -23,6 +23,10 @@ from nbflow.store.files import atomic_write
 
 #: offers made for one upload before giving up (the server lost an offer, or another sender raced).
 _ROUNDS = 3
+#: written in a failed task run's folder once a server took its data (or refused it for good).
+SENT = "sent"
+#: the server will not take this data, whenever it is sent: do not send it again.
+_FINAL_REFUSALS = (413, 422)
 
 
 def share(folder: Path) -> bool:
@@ -31,8 +35,41 @@ def share(folder: Path) -> bool:
     client = backend.api_client()
     if client is None:
         return False
-    upload(client, folder)
+    _send_and_mark(client, folder)
     return True
+
+
+def share_pending(client: Any, flow_run_id: str | None = None) -> int:
+    """Send the failures kept here that no server took yet (the server was away, or the run was killed
+    while sending), those of one outermost flow run or all; how many the server took. Stops at the first
+    server that does not answer (StoreError)."""
+    root = debug_files.debug_root() / flow_run_id if flow_run_id else debug_files.debug_root()
+    pattern = f"*/{debug_files.MANIFEST}" if flow_run_id else f"*/*/{debug_files.MANIFEST}"
+    sent = 0
+    for manifest in sorted(root.glob(pattern)) if root.is_dir() else ():
+        folder = manifest.parent
+        if (folder / SENT).exists():
+            continue
+        try:
+            _send_and_mark(client, folder)
+        except DebugDataError:
+            continue  # damaged or modified since: not sent, and loading it here says why
+        except StoreError as exc:
+            if getattr(exc, "status", None) not in _FINAL_REFUSALS:
+                raise
+            continue
+        sent += 1
+    return sent
+
+
+def _send_and_mark(client: Any, folder: Path) -> None:
+    try:
+        upload(client, folder)
+    except StoreError as exc:
+        if getattr(exc, "status", None) in _FINAL_REFUSALS:
+            atomic_write(folder / SENT, f"refused: {exc}\n".encode())
+        raise
+    atomic_write(folder / SENT, f"sent to {client.url}\n".encode())
 
 
 def upload(client: Any, folder: Path) -> None:

@@ -168,8 +168,66 @@ def test_a_run_keeps_its_data_at_home_and_says_so_when_the_server_refuses_it(
     status, logs = server.request("GET", f"flow_runs/{run['id']}/logs")
     warning = [line["message"] for line in logs if "only on this machine" in line["message"]]
     assert warning and "over the server's size cap of 41,943,040 bytes" in warning[0], logs
-    assert list((remote_worker / "debug" / run["id"]).iterdir())  # kept at home, not lost
+    [folder] = (remote_worker / "debug" / run["id"]).iterdir()  # kept at home, not lost
+    assert (folder / "sent").read_text().startswith("refused: ")  # and not offered again by the worker
     assert server.request("GET", f"flow_runs/{run['id']}/debug")[0] == 404
+
+
+KILLED_WHILE_SENDING = """
+    import os
+    import signal
+
+    from nbflow import flow, task
+    from nbflow.store import debug_sync
+
+    def kill_9(folder):
+        os.kill(os.getpid(), signal.SIGKILL)  # as the run begins to send what its failed task kept
+
+    debug_sync.share = kill_9
+
+    @task
+    def parse(text: str) -> int:
+        return int(text)
+
+    @flow
+    def ingest(text: str = "twelve") -> int:
+        return parse(text)
+"""
+
+
+def test_a_run_killed_while_sending_its_debug_data_has_it_sent_by_its_worker(server, remote_worker: Path,
+                                                                             tmp_path: Path) -> None:
+    flow_file = write_flow_file(tmp_path / "ingest.py", KILLED_WHILE_SENDING)
+    deploy(server, {"name": "ingest", "entrypoint": f"{flow_file}:ingest", "work_pool": "remote"})
+    run = wait_for(server, start_run(server, "ingest")["id"])
+    assert run["state"] == "Crashed", run
+    status, found = server.request("GET", f"flow_runs/{run['id']}/debug")
+    assert status == 200, found
+    assert found["error"] == "ValueError: invalid literal for int() with base 10: 'twelve'"
+    assert [v["name"] for v in found["values"]] == ["text"]
+
+
+def test_a_worker_sends_what_failed_while_the_server_was_away_when_it_starts(server, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "worker-home"
+    folder = _failed_run_folder(home, monkeypatch, b"kept while offline")
+    root = folder.parent.name
+    assert server.request("GET", f"flow_runs/{root}/debug")[0] == 404
+    log = tmp_path / "worker.log"
+    worker = subprocess.Popen([sys.executable, "-m", "nbflow", "worker", "start", "--pool", "offline-pool"],
+                              env=_home_env(server, home), stdout=open(log, "a"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while server.request("GET", f"flow_runs/{root}/debug")[0] != 200:
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=30)
+    assert (folder / "sent").read_text() == f"sent to {server.url}\n"
+    assert "sent the server the debug data of 1 failed task run(s)" in log.read_text()
+    _use(monkeypatch, server, server.home)
+    assert nbflow.debug(root)["payload"] == b"kept while offline"
 
 
 def _failed_run_folder(home: Path, monkeypatch: pytest.MonkeyPatch, blob: bytes) -> Path:
