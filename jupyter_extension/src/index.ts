@@ -68,7 +68,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.activateById(open.id);
         return;
       }
-      const widget = new RunDetail(runId, openOutputNotebook, (id) => void openDebugNotebook(id, docManager));
+      const widget = new RunDetail(runId, {
+        openOutputNotebook,
+        openDebugNotebook: (id) => void openDebugNotebook(id, docManager),
+        trackRun: (run) => watcher.track(run)
+      });
       void details.add(widget);
       app.shell.add(widget, 'main');
       app.shell.activateById(widget.id);

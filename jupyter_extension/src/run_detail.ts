@@ -16,6 +16,14 @@ export function runPageUrl(runId: string): string {
   return `${pageUrl('nbflow/')}?embed=lab#/runs/${encodeURIComponent(runId)}`;
 }
 
+/** What a run's tab asks of the rest of the extension. */
+export interface IRunDetailActions {
+  openOutputNotebook(run: IFlowRun): void;
+  openDebugNotebook(runId: string): void;
+  /** A run was started from the embedded page (Retry): say when it ends. */
+  trackRun(run: IFlowRun): void;
+}
+
 export class RunDetail extends MainAreaWidget<IFrame> {
   readonly runId: string;
   private _run: IFlowRun | null = null;
@@ -23,7 +31,8 @@ export class RunDetail extends MainAreaWidget<IFrame> {
   private _debug: ToolbarButton;
   private _onMessage: (event: MessageEvent) => void;
 
-  constructor(runId: string, openOutputNotebook: (run: IFlowRun) => void, openDebugNotebook: (runId: string) => void) {
+  constructor(runId: string, actions: IRunDetailActions) {
+    const { openOutputNotebook, openDebugNotebook } = actions;
     const content = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin', 'allow-forms', 'allow-popups'] });
     super({ content });
     this.runId = runId;
@@ -74,6 +83,8 @@ export class RunDetail extends MainAreaWidget<IFrame> {
         void get<IFlowRun>(`flow_runs/${data.run_id}`).then(openOutputNotebook);
       } else if (data && data.nbflow === 'open-debug-notebook' && typeof data.run_id === 'string') {
         openDebugNotebook(data.run_id);
+      } else if (data && data.nbflow === 'run-started' && typeof data.run?.id === 'string') {
+        actions.trackRun(data.run as IFlowRun);
       }
     };
     window.addEventListener('message', this._onMessage);

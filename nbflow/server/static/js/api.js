@@ -32,6 +32,11 @@ export function openDebugInLab(runId) {
   window.parent.postMessage({ nbflow: "open-debug-notebook", run_id: runId }, window.location.origin);
 }
 
+/** Tell the JupyterLab page around this one that a run was started here, so it says when the run ends. */
+export function startedInLab(run) {
+  if (EMBEDDED) window.parent.postMessage({ nbflow: "run-started", run }, window.location.origin);
+}
+
 /** Jupyter's base_url, ending with "/". */
 export const BASE_URL = withSlash(meta("nbflow-base-url") || guessBase());
 /** Absolute path of the API, ending with "/". */

@@ -4,7 +4,7 @@
 // when the graph changed. Cancel and Retry are the API's cancel and "start a deployment run" calls;
 // "Debug in a notebook" downloads the notebook that brings a failed task run's inputs back.
 
-import { ApiError, EMBEDDED, apiUrl, get, getText, openDebugInLab, openInLab, poll, post } from "./api.js";
+import { ApiError, EMBEDDED, apiUrl, get, getText, openDebugInLab, openInLab, poll, post, startedInLab } from "./api.js";
 import {
   FINAL_STATES, KeyedRows, RUNNING_STATES, badge, cells, durationOf, fill, fmtDuration, h, runHref, setBadge,
   setText, shortId, stateCounts, table, timeCell,
@@ -417,6 +417,7 @@ export function mountRunDetail(root, { params }) {
     setText(actionNote, "");
     try {
       const again = await post(`flow_runs/${run.id}/retry`, { from_failed: true });
+      startedInLab(again);
       window.location.hash = runHref(again.id);
     } catch (exc) {
       setText(actionNote, `Could not retry from the failed task: ${exc.message}`);
@@ -429,6 +430,7 @@ export function mountRunDetail(root, { params }) {
     setText(actionNote, "");
     try {
       const again = await post(`deployments/${encodeURIComponent(run.deployment_id)}/runs`, { parameters: run.parameters || {} });
+      startedInLab(again);
       window.location.hash = runHref(again.id);
     } catch (exc) {
       setText(actionNote, `Could not retry: ${exc.message}`);
