@@ -62,6 +62,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
 
     const details = new WidgetTracker<RunDetail>({ namespace: 'nbflow-run' });
+    // run tabs come back after a reload, as notebooks do (Lab saves the layout in its workspace)
+    void restorer?.restore(details, { command: COMMANDS.openRun, args: (w) => ({ id: w.runId }), name: (w) => w.runId });
     const openRun = (runId: string): void => {
       const open = details.find((w) => w.runId === runId);
       if (open) {

@@ -226,3 +226,8 @@ def test_deploy_a_notebook_run_it_and_open_its_output_in_lab(page: Any, jupyter_
     page.wait_for_function(f"() => ({tracked})().length === 1", timeout=10_000)
     page.wait_for_function(f"() => ({tracked})().length === 0", timeout=RUN_TIMEOUT_MS)
     page.locator(".Toastify__toast", has_text="sales_report ended Completed").first.wait_for()
+
+    # 9. run tabs come back after a reload, like notebooks
+    page.goto(jupyter_lab.url("lab"), wait_until="domcontentloaded")
+    page.locator(f"#nbflow-run-{first} iframe").wait_for(state="attached", timeout=60_000)
+    page.locator(f"#nbflow-run-{run_id}").wait_for(state="attached")
