@@ -155,7 +155,6 @@ EXCLUSION_RULES: list[tuple[str, str, str, str]] = [
     ("internals", "ident", r"_experimental.*|experimental_.*", "uses experimental internals"),
     ("mocks-internals", "patch", "prefect", "patches/mocks Prefect internals (monkeypatch/mock.patch)"),
     ("internals", "pattr", r"_(?!_)\w*", "reads or sets a private attribute of an object (runner._executor, ...)"),
-    ("internals", "attr", r"state_details", "inspects Prefect's internal state records (state_details)"),
 ]
 # Identifiers after which a `monkeypatch.setattr(...)`-style call aims at its first argument.
 PATCH_CALLS = {"setattr", "patch", "object", "dict", "delattr", "setitem", "create_autospec"}

@@ -29,6 +29,11 @@ def test_prefect_style_import_paths() -> None:
     from nbflow.tasks import exponential_backoff, task, task_input_hash  # noqa: F401
     from nbflow.utilities.annotations import allow_failure, opaque, quote, unmapped  # noqa: F401
     from nbflow.runtime import deployment, flow_run, task_run  # noqa: F401
+    from nbflow.context import FlowRunContext, TaskRunContext, get_run_context  # noqa: F401
+    from nbflow.exceptions import CrashedRun, FailedRun, MissingResult, ParameterTypeError  # noqa: F401
+    from nbflow.logging import get_run_logger as run_logger
+
+    assert run_logger is nbflow.get_run_logger and callable(nbflow.flows)  # nbflow.flows() is not a module
 
 
 def test_import_nbflow_loads_no_heavy_module() -> None:

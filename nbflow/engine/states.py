@@ -7,11 +7,14 @@ next through `next_state`, which refuses transitions the table does not list.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import datetime
 import enum
 import inspect
 import sys as _sys
 import time
 import types as _types
+import uuid
 from typing import Any
 
 from nbflow.errors import (CancelledRunError, CrashedRunError, FailedRunError, MissingResultError, NbflowError,
@@ -97,10 +100,10 @@ class State:
     """A run's state: a name, its type, a message, when it was entered, and its result.
 
     `State("Completed")`, or Prefect's `State(type=StateType.FAILED, message=..., data=...)`.
-    `run_id` is set when the state is a run's own (not made by user code).
+    `run_id` (and Prefect's `state_details`) say whose state it is, once it is a run's own.
     """
 
-    __slots__ = ("name", "type", "message", "timestamp", "_data", "_exception", "run_id")
+    __slots__ = ("name", "type", "message", "timestamp", "_data", "_exception", "_run")
 
     def __init__(self, name: "str | StateType | None" = None, message: str | None = None, *,
                  type: "StateType | str | None" = None, data: Any = None,  # noqa: A002 - Prefect's name
@@ -123,7 +126,25 @@ class State:
             data, exception = None, data  # Prefect keeps a failure's exception in data
         self._data = data
         self._exception = exception
-        self.run_id: str | None = None
+        #: the FlowRun or TaskRun whose state this is (set by the engine's transitions).
+        self._run: Any = None
+
+    @property
+    def run_id(self) -> str | None:
+        """The id of the run whose state this is (None for a state user code made and no run entered)."""
+        return self._run.id if self._run is not None else None
+
+    @property
+    def state_details(self) -> "StateDetails":
+        """Prefect's details of a state: the flow run and task run it belongs to, the cache key and
+        its expiry, when a flow run was scheduled for."""
+        run = self._run
+        if run is None:
+            return StateDetails()
+        if hasattr(run, "task_key"):
+            return StateDetails(flow_run_id=_uuid(run.flow_run_id), task_run_id=_uuid(run.id),
+                                cache_key=run.cache_key, cache_expiration=_datetime(run.cache_expiration))
+        return StateDetails(flow_run_id=_uuid(run.id), scheduled_time=_datetime(run.scheduled_time))
 
     def is_scheduled(self) -> bool:
         return self.type is StateType.SCHEDULED
@@ -213,6 +234,38 @@ class State:
         return (self.name, self.message, self.timestamp) == (other.name, other.message, other.timestamp)
 
     __hash__ = object.__hash__
+
+
+@dataclasses.dataclass(frozen=True)
+class StateDetails:
+    """Prefect's `state.state_details`, with its field names; nbflow fills the runs' ids, the cache key
+    and expiry and the scheduled time (the pause and server fields stay at Prefect's defaults)."""
+
+    flow_run_id: uuid.UUID | None = None
+    task_run_id: uuid.UUID | None = None
+    child_flow_run_id: uuid.UUID | None = None
+    scheduled_time: datetime.datetime | None = None
+    cache_key: str | None = None
+    cache_expiration: datetime.datetime | None = None
+    deferred: bool | None = None
+    untrackable_result: bool = False
+    pause_timeout: datetime.datetime | None = None
+    pause_reschedule: bool = False
+    pause_key: str | None = None
+    run_input_keyset: dict[str, str] | None = None
+    refresh_cache: bool | None = None
+    retriable: bool | None = None
+    transition_id: uuid.UUID | None = None
+    task_parameters_id: uuid.UUID | None = None
+    traceparent: str | None = None
+
+
+def _uuid(run_id: str | None) -> uuid.UUID | None:
+    return uuid.UUID(hex=run_id) if run_id else None
+
+
+def _datetime(epoch: float | None) -> datetime.datetime | None:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc) if epoch is not None else None
 
 
 class StoredResult:

@@ -39,7 +39,7 @@ def enter_returned_state(run: FlowRun | TaskRun, state: State) -> State:
 
 
 def _apply(run: FlowRun | TaskRun, state: State) -> None:
-    state.run_id = run.id
+    state._run = run
     run.state = state
     run.history.append(state.name)
     run.updated = state.timestamp

@@ -63,3 +63,36 @@ def test_a_flow_returning_a_failed_state_fails():
 
     state = returns_state(return_state=True)
     assert state.is_failed() and "told to fail" in state.message
+
+
+def test_state_details_name_the_runs_a_state_belongs_to_as_prefect_does():
+    import datetime
+    import uuid
+
+    from nbflow import task
+    from nbflow import get_run_context
+
+    seen = {}
+
+    @task(cache_key_fn=lambda context, parameters: f"square-{parameters['x']}",
+          cache_expiration=datetime.timedelta(hours=1))
+    def square(x: int) -> int:
+        seen["task_run_id"] = get_run_context().task_run.id
+        return x * x
+
+    @flow
+    def squares() -> object:
+        seen["flow_run_id"] = get_run_context().flow_run.id
+        return square(3, return_state=True)
+
+    flow_state = squares(return_state=True)
+    task_state = flow_state.result()
+    details = task_state.state_details
+    assert details.flow_run_id == uuid.UUID(hex=seen["flow_run_id"]) and details.flow_run_id.hex == flow_state.run_id
+    assert details.task_run_id == uuid.UUID(hex=seen["task_run_id"])
+    assert details.cache_key and details.cache_expiration > datetime.datetime.now(datetime.timezone.utc)
+    assert flow_state.state_details.flow_run_id == details.flow_run_id
+    assert flow_state.state_details.task_run_id is None and flow_state.state_details.cache_key is None
+    made = Completed(data=1).state_details  # a state no run entered: Prefect's defaults
+    assert (made.flow_run_id, made.task_run_id, made.untrackable_result, made.pause_reschedule) == (None, None, False,
+                                                                                                      False)
