@@ -73,7 +73,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const widget = new RunDetail(runId, {
         openOutputNotebook,
         openDebugNotebook: (id) => void openDebugNotebook(id, docManager),
-        trackRun: (run) => watcher.track(run)
+        runStarted: (run) => {
+          watcher.track(run);
+          openRun(run.id);
+        }
       });
       void details.add(widget);
       app.shell.add(widget, 'main');

@@ -20,8 +20,8 @@ export function runPageUrl(runId: string): string {
 export interface IRunDetailActions {
   openOutputNotebook(run: IFlowRun): void;
   openDebugNotebook(runId: string): void;
-  /** A run was started from the embedded page (Retry): say when it ends. */
-  trackRun(run: IFlowRun): void;
+  /** A run was started from the embedded page (Retry): open it in its own tab and say when it ends. */
+  runStarted(run: IFlowRun): void;
 }
 
 export class RunDetail extends MainAreaWidget<IFrame> {
@@ -84,7 +84,7 @@ export class RunDetail extends MainAreaWidget<IFrame> {
       } else if (data && data.nbflow === 'open-debug-notebook' && typeof data.run_id === 'string') {
         openDebugNotebook(data.run_id);
       } else if (data && data.nbflow === 'run-started' && typeof data.run?.id === 'string') {
-        actions.trackRun(data.run as IFlowRun);
+        actions.runStarted(data.run as IFlowRun);
       }
     };
     window.addEventListener('message', this._onMessage);

@@ -214,8 +214,8 @@ def test_deploy_a_notebook_run_it_and_open_its_output_in_lab(page: Any, jupyter_
     debug_tab.wait_for(timeout=30_000)
     assert [p.name for p in (jupyter_lab.root_dir / "nbflow-debug").glob("*.ipynb")] == [f"debug-{run_id[:8]}.ipynb"]
 
-    # 8. Retry in a run's tab (the embedded page's button) starts a run that this Lab then follows to its
-    # end, as one started from the panel: it is tracked, then announced and dropped
+    # 8. Retry in a run's tab (the embedded page's button) starts a run that opens in a tab of its own and
+    # that this Lab follows to its end, as one started from the panel: tracked, then announced and dropped
     first = jupyter_lab.store_query("import json, nbflow\nruns = nbflow.runs(flow_name='sales_report')\n"
                                     "done = runs[runs.deployment_id.notna() & (runs.state == 'Completed')]\n"
                                     "print(json.dumps(str(done['id'].iloc[0])))")
@@ -224,6 +224,8 @@ def test_deploy_a_notebook_run_it_and_open_its_output_in_lab(page: Any, jupyter_
     assert page.evaluate(tracked) == []
     page.locator(f"#nbflow-run-{first}").frame_locator("iframe").locator("[data-testid=retry-button]").click()
     page.wait_for_function(f"() => ({tracked})().length === 1", timeout=10_000)
+    [again] = page.evaluate(tracked)
+    page.locator(f"#nbflow-run-{again}:not(.lm-mod-hidden) iframe").wait_for(timeout=10_000)
     page.wait_for_function(f"() => ({tracked})().length === 0", timeout=RUN_TIMEOUT_MS)
     page.locator(".Toastify__toast", has_text="sales_report ended Completed").first.wait_for()
 

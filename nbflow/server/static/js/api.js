@@ -32,9 +32,10 @@ export function openDebugInLab(runId) {
   window.parent.postMessage({ nbflow: "open-debug-notebook", run_id: runId }, window.location.origin);
 }
 
-/** Tell the JupyterLab page around this one that a run was started here, so it says when the run ends. */
+/** Tell the JupyterLab page around this one that a run was started here: it opens the run in a tab of
+ * its own and says when the run ends. */
 export function startedInLab(run) {
-  if (EMBEDDED) window.parent.postMessage({ nbflow: "run-started", run }, window.location.origin);
+  window.parent.postMessage({ nbflow: "run-started", run }, window.location.origin);
 }
 
 /** Jupyter's base_url, ending with "/". */

@@ -391,6 +391,17 @@ export function mountRunDetail(root, { params }) {
     detailPoll.refresh();
   });
 
+  /** A run started here (Retry): its page; inside JupyterLab, a tab of its own that Lab follows to its end. */
+  function showStarted(again) {
+    if (!EMBEDDED) {
+      window.location.hash = runHref(again.id);
+      return;
+    }
+    startedInLab(again);
+    setText(actionNote, `Started run ${shortId(again.id)} (in a tab of its own).`);
+    retry.disabled = false;
+  }
+
   debugButton.addEventListener("click", async () => {
     if (EMBEDDED) {  // inside JupyterLab: Lab saves the notebook among the user's files and opens it
       openDebugInLab(run.id);
@@ -417,8 +428,7 @@ export function mountRunDetail(root, { params }) {
     setText(actionNote, "");
     try {
       const again = await post(`flow_runs/${run.id}/retry`, { from_failed: true });
-      startedInLab(again);
-      window.location.hash = runHref(again.id);
+      showStarted(again);
     } catch (exc) {
       setText(actionNote, `Could not retry from the failed task: ${exc.message}`);
     }
@@ -430,8 +440,7 @@ export function mountRunDetail(root, { params }) {
     setText(actionNote, "");
     try {
       const again = await post(`deployments/${encodeURIComponent(run.deployment_id)}/runs`, { parameters: run.parameters || {} });
-      startedInLab(again);
-      window.location.hash = runHref(again.id);
+      showStarted(again);
     } catch (exc) {
       setText(actionNote, `Could not retry: ${exc.message}`);
       retry.disabled = false;
