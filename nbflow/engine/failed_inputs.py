@@ -20,6 +20,7 @@ import time
 import traceback
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nbflow import settings
@@ -112,7 +113,7 @@ def keep(task: Any, run: TaskRun, inputs: Any, exc: BaseException, state_name: s
     try:
         make = getattr(task, "failed_run_capture", None)
         capture = make() if make is not None else task_capture(task, inputs)
-        skipped = write(run, task, capture, exc, state_name)
+        folder, skipped = write(run, task, capture, exc, state_name)
     except Exception as error:  # noqa: BLE001 - keeping inputs must never change how the run ends
         task_run_logger(run).warning("The inputs of this failed run were not kept for debugging: %s: %s",
                                      type(error).__name__, error)
@@ -120,14 +121,13 @@ def keep(task: Any, run: TaskRun, inputs: Any, exc: BaseException, state_name: s
     if skipped:
         listed = "; ".join(f"{s['name']} ({s['reason']})" for s in skipped)
         task_run_logger(run).warning("Kept for debugging without: %s", listed)
-    _share(run)
+    _share(run, folder)
     _prune_now_and_then()
 
 
-def _share(run: TaskRun) -> None:
+def _share(run: TaskRun, folder: Path) -> None:
     """Send the kept data to the server this process reports to (a worker with its own NBFLOW_HOME), so
     that debugging works where the server runs; it stays here when that fails."""
-    folder = debug_files.run_folder(_root_flow_run_id(run), run.id)
     try:
         from nbflow.store import debug_sync
 
@@ -139,8 +139,8 @@ def _share(run: TaskRun) -> None:
 
 
 def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException,
-          state_name: str) -> list[dict[str, str]]:
-    """Encode, cap and write the values, then the signed manifest; return what was skipped."""
+          state_name: str) -> tuple[Path, list[dict[str, str]]]:
+    """Encode, cap and write the values, then the signed manifest; return the folder and what was skipped."""
     root = _root_flow_run_id(run)
     folder = debug_files.run_folder(root, run.id)
     store = debug_files.value_store(folder)
@@ -189,7 +189,7 @@ def write(run: TaskRun, task: Any, capture: FailedRunCapture, exc: BaseException
         "modules": modules, "skipped": skipped, "function": function_ref, "size_cap": cap, "failed_at": time.time(),
     }
     debug_files.write_manifest(folder, manifest, store)
-    return skipped
+    return folder, skipped
 
 
 def _root_flow_run_id(run: TaskRun) -> str | None:

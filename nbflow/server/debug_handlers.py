@@ -77,8 +77,8 @@ class DebugFileHandler(NbflowHandler):
     @web.authenticated
     @api
     def get(self, run_id: str, task_run_id: str, name: str) -> Reply:
-        path = debug_uploads.kept_file(_full_id(run_id, "id"), _full_id(task_run_id, "task_run_id"), name)
-        return Reply(path.read_bytes(), "application/octet-stream")
+        data = debug_uploads.kept_file(_full_id(run_id, "id"), _full_id(task_run_id, "task_run_id"), name)
+        return Reply(data, "application/octet-stream")
 
     @web.authenticated
     @api

@@ -22,7 +22,7 @@ from typing import Any
 from nbflow import settings
 from nbflow.errors import NbflowError, ResultIntegrityError
 from nbflow.store.files import atomic_write
-from nbflow.store.results import ResultRef, ResultStore
+from nbflow.store.results import SIGNED_FORMATS, ResultRef, ResultStore, file_blocks
 
 #: signed along with each manifest, so no other signature made with the home's key verifies one.
 _MANIFEST_DOMAIN = b"nbflow-debug-manifest-v1\0"
@@ -53,21 +53,43 @@ def files_of(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in file_blocks(path):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def checked_files(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each file a read manifest names, {"name", "bytes", "sha256"}, each checked by checked_file."""
+    folder = Path(manifest["folder"])
+    return [{"name": name, "bytes": (folder / "values" / name).stat().st_size,
+             "sha256": checked_file(folder, name, ref)} for name, ref in files_of(manifest).items()]
+
+
+def checked_file(folder: Path, name: str, ref: dict[str, str], data: bytes | None = None) -> str:
+    """The sha256 of a file of kept debug data (`data`: its bytes, already read), after the check a load
+    makes (a pickle's signature, else its sha256): a modified file is refused here rather than passed on
+    to a home that would sign it as its own."""
+    path = folder / "values" / name
+    try:
+        digest, sha256 = value_store(folder).digests(ref["format"], file_blocks(path) if data is None else [data])
+    except FileNotFoundError:
+        raise DebugDataError(f"Debug file {path} is missing (deleted after it was written).") from None
+    if not hmac.compare_digest(digest, str(ref["digest"])):
+        raise DebugDataError(f"Debug file {path} was modified after it was written: its digest does not match "
+                             "the one recorded with it. It will not be used.")
+    return sha256
 
 
 def adopt(folder: Path, manifest: dict[str, Any]) -> None:
     """Keep debug data made in another NBFLOW_HOME (a worker's, or the server's), its files already in
-    ``folder/values`` and checked against their sha256: each file gets this home's digest (pickles its
-    signature), then the manifest is signed with this home's key."""
+    ``folder/values`` and checked against their sha256: pickles are signed with this home's key (the
+    other digests are sha256s, the same in every home), then the manifest."""
     manifest = json.loads(json.dumps({k: v for k, v in manifest.items() if k != "folder"}))
     store = value_store(folder)
     for name, ref in files_of(manifest).items():
         ref["path"] = name
-        ref["digest"] = store.digest(ref["format"], (folder / "values" / name).read_bytes())
+        if ref["format"] in SIGNED_FORMATS:
+            ref["digest"] = store.digests(ref["format"], file_blocks(folder / "values" / name))[0]
     write_manifest(folder, manifest, store)
 
 

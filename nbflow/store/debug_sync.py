@@ -76,13 +76,11 @@ def upload(client: Any, folder: Path) -> None:
     """Offer the data in `folder`, then send the bytes the server lacks, resuming where it stopped."""
     manifest = debug_files.read_manifest(folder)
     root = manifest.get("root_flow_run_id") or manifest["task_run_id"]
-    names = debug_files.files_of(manifest)
-    files = [{"name": name, "bytes": (folder / "values" / name).stat().st_size,
-              "sha256": debug_files.file_sha256(folder / "values" / name)} for name in names]
+    files = debug_files.checked_files(manifest)
     offer = json.dumps({"task_run_id": manifest["task_run_id"], "files": files,
                         "manifest": {k: v for k, v in manifest.items() if k != "folder"}}).encode()
     for _ in range(_ROUNDS):
-        answer = _json(client.request("POST", f"flow_runs/{root}/debug_files", offer))
+        answer = json.loads(client.request("POST", f"flow_runs/{root}/debug_files", offer))
         if answer["complete"]:
             return
         try:
@@ -109,7 +107,7 @@ def _send(client: Any, root: str, task_run_id: str, path: Path, position: int) -
             chunk = f.read(CHUNK_BYTES)
             if not chunk:
                 return answer
-            answer = _json(client.request("PUT", f"{route}?position={position}", chunk,
+            answer = json.loads(client.request("PUT", f"{route}?position={position}", chunk,
                                           content_type="application/octet-stream"))
             position += len(chunk)
 
@@ -136,7 +134,7 @@ def find(run_id: str) -> list[dict[str, Any]]:
 def download(client: Any, run_id: str) -> int:
     """Fetch the server's debug data of a run into this home; how many failed task runs' data came."""
     fetched = 0
-    for item in _json(client.request("GET", f"flow_runs/{run_id}/debug_files")):
+    for item in json.loads(client.request("GET", f"flow_runs/{run_id}/debug_files")):
         folder = folder_of(item["root_flow_run_id"], item["task_run_id"])
         if (folder / debug_files.MANIFEST).exists():
             continue
@@ -151,7 +149,3 @@ def download(client: Any, run_id: str) -> int:
         debug_files.adopt(folder, item["manifest"])
         fetched += 1
     return fetched
-
-
-def _json(raw: bytes) -> Any:
-    return json.loads(raw)

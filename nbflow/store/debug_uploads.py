@@ -71,10 +71,11 @@ def offer(root_id: str, task_run_id: str, manifest: dict[str, Any], files: list[
             (folder / "values").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _write_error(exc) from None
-        _write(folder / UPLOAD, json.dumps({"offer": offered, "manifest": manifest, "files": files}).encode())
+        upload = {"offer": offered, "manifest": manifest, "files": files}
+        _write(folder / UPLOAD, json.dumps(upload).encode())
         missing = _missing(folder, files)
         if not missing:
-            _commit(folder)
+            _commit(folder, upload)
         return {"complete": not missing, "missing": missing}
 
 
@@ -107,7 +108,7 @@ def receive(root_id: str, task_run_id: str, name: str, position: int, data: byte
                 _finish(part, final, entry)
         missing = _missing(folder, upload["files"])
         if not missing:
-            _commit(folder)
+            _commit(folder, upload)
         return {"complete": not missing, "missing": missing}
 
 
@@ -116,10 +117,7 @@ def listing(run_id: str) -> list[dict[str, Any]]:
     failed task run's manifest and its files, for a client in another home to download."""
     found = []
     for manifest in debug_files.find(run_id):
-        folder = Path(manifest["folder"])
-        files = [{"name": name, "bytes": (folder / "values" / name).stat().st_size,
-                  "sha256": debug_files.file_sha256(folder / "values" / name)}
-                 for name in debug_files.files_of(manifest)]
+        files = debug_files.checked_files(manifest)
         root = manifest.get("root_flow_run_id") or manifest["task_run_id"]
         found.append({"root_flow_run_id": root, "task_run_id": manifest["task_run_id"],
                       "manifest": {k: v for k, v in manifest.items() if k not in ("folder", "received")},
@@ -127,16 +125,20 @@ def listing(run_id: str) -> list[dict[str, Any]]:
     return found
 
 
-def kept_file(root_id: str, task_run_id: str, name: str) -> Path:
-    """A file of kept debug data (only a file its signed manifest names)."""
+def kept_file(root_id: str, task_run_id: str, name: str) -> bytes:
+    """The bytes of a file of kept debug data: only a file its signed manifest names, and only as it
+    was written (a modified file is refused, never handed to a home that would sign it as its own)."""
     folder = folder_of(root_id, task_run_id)
     manifest = _kept_manifest(folder)
     if manifest is None:
         raise DebugUploadError(404, f"The server keeps no debug data of task run {task_run_id} under flow run "
                                     f"{root_id}.")
-    if name not in debug_files.files_of(manifest):
+    ref = debug_files.files_of(manifest).get(name)
+    if ref is None:
         raise DebugUploadError(404, f"The debug data of task run {task_run_id} has no file {name!r}.", "name")
-    return folder / "values" / name
+    data = (folder / "values" / name).read_bytes()
+    debug_files.checked_file(folder, name, ref, data)
+    return data
 
 
 def _check_offer(root_id: str, task_run_id: str, manifest: dict[str, Any], files: list[dict[str, Any]]) -> None:
@@ -227,9 +229,8 @@ def _finish(part: Path, final: Path, entry: dict[str, Any]) -> None:
     os.replace(part, final)
 
 
-def _commit(folder: Path) -> None:
+def _commit(folder: Path, upload: dict[str, Any]) -> None:
     """Keep the offered data as this home's own: re-signed, the manifest written last."""
-    upload = json.loads((folder / UPLOAD).read_bytes())
     manifest = {**upload["manifest"], "received": {"offer": upload["offer"], "at": time.time()}}
     try:
         debug_files.adopt(folder, manifest)

@@ -25,7 +25,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from nbflow import settings
 from nbflow.errors import ResultIntegrityError, SerializationError
@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 FORMATS = ("json", "parquet", "pickle", "compressed/json", "compressed/pickle", "custom")
 _SUFFIX = {"json": ".json", "parquet": ".parquet", "pickle": ".pkl", "compressed/json": ".json.xz",
            "compressed/pickle": ".pkl.xz", "custom": ".bin"}
-#: Formats whose loading can run code: their bytes are signed (HMAC), not just checksummed.
-_SIGNED = frozenset({"pickle", "compressed/pickle", "custom"})
+#: Formats whose loading can run code: their bytes are signed (HMAC) with the home's key, not just
+#: checksummed (the others' digest is their sha256, the same in every home).
+SIGNED_FORMATS = frozenset({"pickle", "compressed/pickle", "custom"})
 #: JSON texts up to this size also travel inside their ResultRef.
 INLINE_LIMIT = 1024
 #: Signed along with each pickle, so a signature made for something else never verifies one.
@@ -141,7 +142,7 @@ class ResultStore:
             raise SerializationError(f"The result serializer {serializer!r} returned {type(data).__name__}, "
                                      "not bytes: its dumps() must return bytes.")
         data = bytes(data)
-        digest = self._sign(data) if fmt in _SIGNED else hashlib.sha256(data).hexdigest()
+        digest = self._sign(data) if fmt in SIGNED_FORMATS else hashlib.sha256(data).hexdigest()
         inline = data.decode() if fmt == "json" and len(data) <= INLINE_LIMIT and _is_utf8(data) else None
         return ResultRef(fmt, self._place(data, fmt, digest, name, exact=exact), digest, inline)
 
@@ -174,7 +175,7 @@ class ResultStore:
             raise ResultIntegrityError(
                 f"Result file {ref.path} is missing (it was deleted after it was written); it will "
                 f"not be loaded, and the task will be recomputed.") from None
-        if ref.format in _SIGNED:
+        if ref.format in SIGNED_FORMATS:
             self._verify(ref, self._sign(data), "HMAC signature of its bytes")
         else:
             self._verify(ref, hashlib.sha256(data).hexdigest(), "sha256 of its bytes")
@@ -218,18 +219,34 @@ class ResultStore:
     def _sign(self, data: bytes) -> str:
         return self.sign(data, _PICKLE_DOMAIN)
 
-    def digest(self, fmt: str, data: bytes) -> str:
-        """The digest ``encode`` gives bytes of format ``fmt``: this home's signature for a signed
-        format, else the sha256 (bytes that came from another home are signed again with it)."""
-        return self._sign(data) if fmt in _SIGNED else hashlib.sha256(data).hexdigest()
+    def digests(self, fmt: str, blocks: Iterable[bytes]) -> tuple[str, str]:
+        """(the digest a ref of format ``fmt`` records for these bytes: this home's signature for a
+        signed format, else the sha256; their sha256), in one pass over ``blocks``."""
+        sha256 = hashlib.sha256()
+        signature = self._mac(_PICKLE_DOMAIN) if fmt in SIGNED_FORMATS else None
+        for block in blocks:
+            sha256.update(block)
+            if signature is not None:
+                signature.update(block)
+        return (signature or sha256).hexdigest(), sha256.hexdigest()
 
     def sign(self, data: bytes, domain: bytes) -> str:
         """Hex HMAC-SHA256 of ``data`` under the home's key, for one ``domain`` (a purpose)."""
-        if self._key is None:
-            self._key = load_or_create_key(self.key_path)
-        signature = hmac.new(self._key, domain, hashlib.sha256)
+        signature = self._mac(domain)
         signature.update(data)
         return signature.hexdigest()
+
+    def _mac(self, domain: bytes) -> "hmac.HMAC":
+        if self._key is None:
+            self._key = load_or_create_key(self.key_path)
+        return hmac.new(self._key, domain, hashlib.sha256)
+
+
+def file_blocks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """The bytes of a file in blocks of ``size``, for hashing a large file without holding it."""
+    with open(path, "rb") as f:
+        while block := f.read(size):
+            yield block
 
 
 def load_or_create_key(path: Path) -> bytes:

@@ -266,8 +266,7 @@ def _offer(folder: Path) -> tuple[str, dict]:
     from nbflow.store import debug_files
 
     manifest = debug_files.read_manifest(folder)
-    files = [{"name": name, "bytes": (folder / "values" / name).stat().st_size,
-              "sha256": debug_files.file_sha256(folder / "values" / name)} for name in debug_files.files_of(manifest)]
+    files = debug_files.checked_files(manifest)
     manifest.pop("folder")
     return manifest["root_flow_run_id"], {"task_run_id": manifest["task_run_id"], "manifest": manifest, "files": files}
 
@@ -365,6 +364,29 @@ def test_bad_offers_and_chunks_get_clear_refusals(server, tmp_path: Path, monkey
     assert status == 200 and hashlib.sha256(raw).hexdigest() == pickled["sha256"]
     assert server.request("GET", f"{route}/{task_run_id}/manifest.json")[0] == 404
     assert server.request("GET", f"flow_runs/{'e' * 32}/debug_files")[1] == []
+
+
+def test_a_modified_debug_file_is_neither_sent_nor_served(server, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbflow.store import debug_files, debug_sync
+
+    folder = _failed_run_folder(tmp_path / "offline-home", monkeypatch, b"the payload")
+    root, offer = _offer(folder)
+    pickled = next(f["name"] for f in offer["files"] if f["name"].endswith(".pkl") and f["name"] != "__function__.pkl")
+    original = (folder / "values" / pickled).read_bytes()
+    (folder / "values" / pickled).write_bytes(original.replace(b"the payload", b"the paYload"))
+    with pytest.raises(debug_files.DebugDataError, match="was modified after it was written"):
+        debug_sync.upload(ApiStore(server.url, server.token), folder)
+    assert server.request("GET", f"flow_runs/{root}/debug")[0] == 404  # nothing was offered
+
+    (folder / "values" / pickled).write_bytes(original)
+    debug_sync.upload(ApiStore(server.url, server.token), folder)
+    kept = server.home / "debug" / root / offer["task_run_id"] / "values" / pickled
+    kept.write_bytes(kept.read_bytes().replace(b"the payload", b"the paYload"))  # modified on the server
+    status, body = server.request("GET", f"flow_runs/{root}/debug_files")
+    assert status == 404 and "was modified after it was written" in body["message"], body
+    status, body = server.request("GET", f"flow_runs/{root}/debug_files/{offer['task_run_id']}/{pickled}")
+    assert status == 404 and "was modified after it was written" in body["message"], body
 
 
 def test_a_server_with_a_full_disk_says_so(server, small_disk: Path, tmp_path: Path,
